@@ -1,0 +1,5 @@
+import sys
+
+from muptheory.cli import main
+
+sys.exit(main())

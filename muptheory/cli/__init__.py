@@ -1,0 +1,67 @@
+"""The ``muptheory`` command line.
+
+Each sub-command lives in its own module under ``muptheory.cli`` and exposes
+``register(subparsers)``; the module imports its engine only when the command runs,
+so that ``muptheory --help`` stays fast. User errors (``MuptheoryError``) and bad
+arguments print one line on stderr and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from muptheory.errors import MuptheoryError
+
+# Modules that register sub-commands, in the order --help lists them.
+COMMAND_MODULES: tuple[str, ...] = (
+    "muptheory.cli.theory",
+    "muptheory.cli.simulate",
+    "muptheory.cli.limits",
+    "muptheory.cli.sweeps",
+)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line on stderr and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="muptheory",
+        description="Infinite-width theory calculator for local learning rules.",
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.run(args)
+    except MuptheoryError as err:
+        print(f"muptheory {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("muptheory: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+def _version() -> str:
+    from muptheory import __version__
+
+    return f"muptheory {__version__}"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

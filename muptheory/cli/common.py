@@ -1,0 +1,145 @@
+"""Pieces every sub-command shares: the parser class, method options, output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from muptheory.errors import InvalidInputError
+from muptheory.methods import METHODS, OPTIMIZERS, PC_INFERENCE, TP_FEEDBACK
+
+
+def add_subcommand(subparsers, name: str, *, help: str, description: str | None = None):
+    """Add a sub-command; it inherits the one-line error handling of the main parser."""
+    return subparsers.add_parser(
+        name,
+        help=help,
+        description=description or help,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def add_method_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("method", metavar="METHOD", help=f"one of {', '.join(METHODS)}")
+
+
+def add_method_options(parser: argparse.ArgumentParser) -> None:
+    """Options of the learning rules; each is rejected where it does not apply."""
+    group = parser.add_argument_group("method options (each applies to some methods)")
+    group.add_argument("--optimizer", choices=OPTIMIZERS, help="bp: optimizer")
+    group.add_argument(
+        "--lambda-bar",
+        metavar="X",
+        help="gnt: damping lambda = lambda0 M^-X (default 1)",
+    )
+    group.add_argument(
+        "--lambda-zero",
+        action="store_true",
+        default=None,
+        help="gnt: lambda = 0 (pseudo-inverse targets)",
+    )
+    group.add_argument(
+        "--gamma-bar-hidden",
+        metavar="X",
+        help="pc: hidden energy coefficients gamma_l = gamma M^-X (default 0)",
+    )
+    group.add_argument(
+        "--gamma-bar-last",
+        metavar="X",
+        help="pc: last-layer energy coefficient gamma_L = gamma M^-X (default 0)",
+    )
+    group.add_argument(
+        "--last-layer-gamma",
+        action="store_true",
+        default=None,
+        help="pc: the last layer's weight update carries gamma_L",
+    )
+    group.add_argument(
+        "--inference", choices=PC_INFERENCE, help="pc: inference variant"
+    )
+    group.add_argument(
+        "--inference-steps", type=int, metavar="T", help="pc: iterative inference steps"
+    )
+    group.add_argument(
+        "--inference-rate", type=float, metavar="R", help="pc: inference step size"
+    )
+    group.add_argument(
+        "--fpa",
+        action="store_true",
+        default=None,
+        help="pc: fixed prediction assumption",
+    )
+    group.add_argument(
+        "--mu-bar", metavar="X", help="tp/dtp: ridge constant mu = mu0 M^-X (default 0)"
+    )
+    group.add_argument("--feedback", choices=TP_FEEDBACK, help="tp/dtp: feedback map")
+    group.add_argument(
+        "--feedback-b", metavar="X", help="tp/dtp: trained feedback init exponent"
+    )
+    group.add_argument(
+        "--feedback-c", metavar="X", help="tp/dtp: trained feedback lr exponent"
+    )
+
+
+METHOD_OPTION_NAMES = (
+    "optimizer",
+    "lambda_bar",
+    "lambda_zero",
+    "gamma_bar_hidden",
+    "gamma_bar_last",
+    "last_layer_gamma",
+    "inference",
+    "inference_steps",
+    "inference_rate",
+    "fpa",
+    "mu_bar",
+    "feedback",
+    "feedback_b",
+    "feedback_c",
+)
+
+
+def method_config(args: argparse.Namespace):
+    """Build a ``MethodConfig`` from parsed arguments."""
+    from muptheory.methods import MethodConfig
+
+    options = {k: getattr(args, k, None) for k in METHOD_OPTION_NAMES}
+    if options.get("lambda_zero") is None:
+        options.pop("lambda_zero")
+    return MethodConfig.create(args.method, **options)
+
+
+def print_json(data) -> None:
+    json.dump(data, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    if not directory.is_dir():
+        raise InvalidInputError(f"output directory {str(directory)!r} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=".tmp", dir=directory
+        )
+    except OSError as err:
+        raise InvalidInputError(
+            f"cannot write to {str(directory)!r}: {err.strerror}"
+        ) from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,182 @@
+"""Learning rules and their options, shared by the symbolic engine, the simulator,
+the limit engine and the CLI.
+
+A ``MethodConfig`` names a learning rule and the knobs that rule has. Knobs that
+scale with width are written as exponents of the width M, with the sign convention
+of the energy coefficients: ``gamma_l = gamma0 M^{-gamma_bar_l}``,
+``lambda = lambda0 M^{-lambda_bar}`` (GNT damping), ``mu = mu0 M^{-mu_bar}`` (TP
+ridge constant). Passing a knob that the rule does not have is an error, so that a
+typo never runs silently with defaults.
+
+Example:
+    >>> cfg = MethodConfig.create("pc", gamma_bar_last="-1")
+    >>> cfg.gamma_bar_last
+    Fraction(-1, 1)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from fractions import Fraction
+
+from muptheory.errors import InvalidInputError
+from muptheory.parameterization import parse_exponent
+
+METHODS: tuple[str, ...] = ("bp", "gnt", "pc", "tp", "dtp")
+OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "kfac", "shampoo")
+PC_INFERENCE: tuple[str, ...] = ("equilibrium", "sequential", "iterative")
+TP_FEEDBACK: tuple[str, ...] = ("ridge", "trained")
+
+# Which options each method accepts (beyond "method" itself).
+_APPLIES: dict[str, tuple[str, ...]] = {
+    "bp": ("optimizer",),
+    "gnt": ("lambda_bar",),
+    "pc": (
+        "gamma_bar_hidden",
+        "gamma_bar_last",
+        "last_layer_gamma",
+        "inference",
+        "inference_steps",
+        "inference_rate",
+        "fpa",
+    ),
+    "tp": ("mu_bar", "feedback", "feedback_b", "feedback_c"),
+    "dtp": ("mu_bar", "feedback", "feedback_b", "feedback_c"),
+}
+_EXPONENT_OPTIONS = {
+    "lambda_bar",
+    "gamma_bar_hidden",
+    "gamma_bar_last",
+    "mu_bar",
+    "feedback_b",
+    "feedback_c",
+}
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """A learning rule and its options.
+
+    Attributes:
+        method: one of ``bp``, ``gnt``, ``pc``, ``tp``, ``dtp``.
+        optimizer: BP's optimizer: ``sgd``, ``adam``, ``kfac`` or ``shampoo``.
+        lambda_bar: GNT damping exponent, lambda = lambda0 M^{-lambda_bar}; ``None``
+            means lambda = 0 (pseudo-inverse targets). Default 1, the size of J J^T
+            under muP.
+        gamma_bar_hidden: PC energy-coefficient exponent of the hidden layers.
+        gamma_bar_last: PC energy-coefficient exponent of the last layer (the knob).
+        last_layer_gamma: PC weight-update convention: whether the last layer's
+            weight update carries the factor gamma_L (literal descent on the
+            gamma-weighted energy). Default False, the reading under which
+            gamma_bar_last = -1 reproduces GNT's muP.
+        inference: PC inference: ``equilibrium``, ``sequential`` (one top-down sweep)
+            or ``iterative`` (``inference_steps`` gradient steps on the energy).
+        inference_steps: T for iterative inference.
+        inference_rate: step size of iterative or sequential inference.
+        fpa: PC fixed prediction assumption.
+        mu_bar: TP/DTP ridge exponent, mu = mu0 M^{-mu_bar}.
+        feedback: TP/DTP feedback map: ``ridge`` (closed form over the batch) or
+            ``trained`` (feedback weights trained by a reconstruction loss).
+        feedback_b, feedback_c: init and learning-rate exponents of trained feedback
+            weights (fan-in convention).
+    """
+
+    method: str
+    optimizer: str = "sgd"
+    lambda_bar: Fraction | None = Fraction(1)
+    gamma_bar_hidden: Fraction = Fraction(0)
+    gamma_bar_last: Fraction = Fraction(0)
+    last_layer_gamma: bool = False
+    inference: str = "equilibrium"
+    inference_steps: int = 20
+    inference_rate: float = 0.1
+    fpa: bool = False
+    mu_bar: Fraction = Fraction(0)
+    feedback: str = "ridge"
+    feedback_b: Fraction = Fraction(1, 2)
+    feedback_c: Fraction = Fraction(0)
+
+    @classmethod
+    def create(cls, method: str, **options) -> MethodConfig:
+        """Build a config, rejecting options that do not apply to ``method``.
+
+        Options whose value is ``None`` are treated as not given, except
+        ``lambda_bar=None`` which the caller can pass explicitly through
+        ``lambda_zero=True``.
+        """
+        method = normalize_method(method)
+        lambda_zero = options.pop("lambda_zero", False)
+        given = {k: v for k, v in options.items() if v is not None}
+        known = {f.name for f in fields(cls)} - {"method"}
+        for key in given:
+            if key not in known:
+                raise InvalidInputError(f"unknown option {key!r}")
+            if key not in _APPLIES[method]:
+                raise InvalidInputError(
+                    f"option {_flag(key)} does not apply to method {method!r}"
+                )
+        if lambda_zero:
+            if method != "gnt":
+                raise InvalidInputError(
+                    f"option --lambda-zero does not apply to {method!r}"
+                )
+            if "lambda_bar" in given:
+                raise InvalidInputError(
+                    "give either --lambda-bar or --lambda-zero, not both"
+                )
+            given["lambda_bar"] = None
+        for key in _EXPONENT_OPTIONS & given.keys():
+            if given[key] is not None:
+                given[key] = parse_exponent(given[key])
+        config = cls(method=method, **given)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Check option values that do not depend on the method's theory."""
+        _one_of("optimizer", self.optimizer, OPTIMIZERS)
+        _one_of("inference", self.inference, PC_INFERENCE)
+        _one_of("feedback", self.feedback, TP_FEEDBACK)
+        if not isinstance(self.inference_steps, int) or self.inference_steps < 1:
+            raise InvalidInputError(
+                f"inference_steps must be a positive integer, got {self.inference_steps!r}"
+            )
+        if not self.inference_rate > 0:
+            raise InvalidInputError(
+                f"inference_rate must be positive, got {self.inference_rate!r}"
+            )
+
+    def with_options(self, **options) -> MethodConfig:
+        return replace(self, **options)
+
+    def options(self) -> dict:
+        """The options that apply to this method, JSON-ready."""
+        out = {}
+        for key in _APPLIES[self.method]:
+            value = getattr(self, key)
+            out[key] = str(value) if isinstance(value, Fraction) else value
+        return out
+
+
+def normalize_method(method: str) -> str:
+    key = str(method).strip().lower()
+    if key not in METHODS:
+        raise InvalidInputError(
+            f"unknown method {method!r}; use one of {', '.join(METHODS)}"
+        )
+    return key
+
+
+def applicable_options(method: str) -> tuple[str, ...]:
+    return _APPLIES[normalize_method(method)]
+
+
+def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise InvalidInputError(
+            f"unknown {name} {value!r}; use one of {', '.join(allowed)}"
+        )
+
+
+def _flag(option: str) -> str:
+    return "--" + option.replace("_", "-")
