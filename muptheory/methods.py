@@ -30,8 +30,9 @@ TP_FEEDBACK: tuple[str, ...] = ("ridge", "trained")
 # Which options each method accepts (beyond "method" itself).
 _APPLIES: dict[str, tuple[str, ...]] = {
     "bp": ("optimizer",),
-    "gnt": ("lambda_bar",),
+    "gnt": ("lambda_bar", "lambda0"),
     "pc": (
+        "gamma0",
         "gamma_bar_hidden",
         "gamma_bar_last",
         "last_layer_gamma",
@@ -40,8 +41,8 @@ _APPLIES: dict[str, tuple[str, ...]] = {
         "inference_rate",
         "fpa",
     ),
-    "tp": ("mu_bar", "feedback", "feedback_b", "feedback_c"),
-    "dtp": ("mu_bar", "feedback", "feedback_b", "feedback_c"),
+    "tp": ("mu_bar", "mu0", "feedback", "feedback_b", "feedback_c"),
+    "dtp": ("mu_bar", "mu0", "feedback", "feedback_b", "feedback_c"),
 }
 _EXPONENT_OPTIONS = {
     "lambda_bar",
@@ -63,6 +64,9 @@ class MethodConfig:
         lambda_bar: GNT damping exponent, lambda = lambda0 M^{-lambda_bar}; ``None``
             means lambda = 0 (pseudo-inverse targets). Default 1, the size of J J^T
             under muP.
+        lambda0: GNT damping prefactor.
+        gamma0: PC last-layer energy prefactor, gamma_L = gamma0 M^{-gamma_bar_last};
+            hidden layers use gamma_l = M^{-gamma_bar_hidden}.
         gamma_bar_hidden: PC energy-coefficient exponent of the hidden layers.
         gamma_bar_last: PC energy-coefficient exponent of the last layer (the knob).
         last_layer_gamma: PC weight-update convention: whether the last layer's
@@ -75,6 +79,7 @@ class MethodConfig:
         inference_rate: step size of iterative or sequential inference.
         fpa: PC fixed prediction assumption.
         mu_bar: TP/DTP ridge exponent, mu = mu0 M^{-mu_bar}.
+        mu0: TP/DTP ridge prefactor.
         feedback: TP/DTP feedback map: ``ridge`` (closed form over the batch) or
             ``trained`` (feedback weights trained by a reconstruction loss).
         feedback_b, feedback_c: init and learning-rate exponents of trained feedback
@@ -84,6 +89,8 @@ class MethodConfig:
     method: str
     optimizer: str = "sgd"
     lambda_bar: Fraction | None = Fraction(1)
+    lambda0: float = 1.0
+    gamma0: float = 1.0
     gamma_bar_hidden: Fraction = Fraction(0)
     gamma_bar_last: Fraction = Fraction(0)
     last_layer_gamma: bool = False
@@ -92,6 +99,7 @@ class MethodConfig:
     inference_rate: float = 0.1
     fpa: bool = False
     mu_bar: Fraction = Fraction(0)
+    mu0: float = 1.0
     feedback: str = "ridge"
     feedback_b: Fraction = Fraction(1, 2)
     feedback_c: Fraction = Fraction(0)
@@ -141,6 +149,12 @@ class MethodConfig:
             raise InvalidInputError(
                 f"inference_steps must be a positive integer, got {self.inference_steps!r}"
             )
+        for name in ("lambda0", "gamma0", "mu0"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and 0 < value < float("inf")):
+                raise InvalidInputError(
+                    f"{name} must be a positive number, got {value!r}"
+                )
         if not self.inference_rate > 0:
             raise InvalidInputError(
                 f"inference_rate must be positive, got {self.inference_rate!r}"
