@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
-from pathlib import Path
 
-from muptheory.errors import InvalidInputError
+from muptheory.io import atomic_write_bytes, atomic_write_text  # noqa: F401 (moved)
 from muptheory.methods import METHODS, OPTIMIZERS, PC_INFERENCE, TP_FEEDBACK
 
 
@@ -116,30 +113,3 @@ def method_config(args: argparse.Namespace):
 def print_json(data) -> None:
     json.dump(data, sys.stdout, indent=2)
     sys.stdout.write("\n")
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    atomic_write_bytes(path, text.encode())
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    target = Path(path)
-    directory = target.parent if str(target.parent) else Path(".")
-    if not directory.is_dir():
-        raise InvalidInputError(f"output directory {str(directory)!r} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{target.name}.", suffix=".tmp", dir=directory
-        )
-    except OSError as err:
-        raise InvalidInputError(
-            f"cannot write to {str(directory)!r}: {err.strerror}"
-        ) from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

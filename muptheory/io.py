@@ -1,0 +1,62 @@
+"""Atomic file writes: a reader sees the old file or the new one, never a part.
+
+Each write goes to a temporary file in the target's directory, is flushed to disk,
+and is renamed over the target with ``os.replace`` (atomic on POSIX and Windows
+within one file system). A failed or interrupted write removes its temporary file;
+only a process killed between creating and renaming it can leave one behind, named
+``.<target>.<random>.tmp``.
+
+Example:
+    >>> atomic_write_json("result.json", {"widths": [64, 128]})  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from muptheory.errors import InvalidInputError
+
+TEMP_SUFFIX = ".tmp"
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename.
+
+    Raises:
+        InvalidInputError: if the directory does not exist or is not writable.
+    """
+    target = Path(path)
+    directory = target.parent
+    if not directory.is_dir():
+        raise InvalidInputError(f"output directory {str(directory)!r} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=directory
+        )
+    except OSError as err:
+        raise InvalidInputError(
+            f"cannot write to {str(directory)!r}: {err.strerror}"
+        ) from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, data: Any, *, indent: int = 2) -> None:
+    """Write ``data`` as JSON, with a final newline, to ``path`` atomically."""
+    atomic_write_text(path, json.dumps(data, indent=indent) + "\n")
