@@ -1,0 +1,499 @@
+"""Resumable sweeps: run pure cells in parallel and keep each result as it finishes.
+
+A sweep is a task, a module-level function ``fn(**params)`` returning a JSON-able
+value, and a list of cells, one dict of parameters each. Every cell has a stable key,
+
+    key = SHA-256( canonical JSON of {task: "module:qualname", params, salt} ),
+
+where the canonical JSON sorts keys and writes exact values (a ``Fraction`` as
+``"p/q"``), and ``salt`` joins the package version with the caller's own salt.
+A finished cell is written at once, atomically, to ``<cache_dir>/<key>.json``; a later
+run with the same cache finds it there. So an interrupted sweep resumes where it
+stopped, a repeated command computes nothing, and changing one parameter recomputes
+only the cells whose parameters changed. Bump ``salt`` when a task's code changes.
+
+Where the cells run:
+
+- ``workers=1``: one after another in this process;
+- default: a pool of ``workers`` processes (default: the usable CPUs) started with
+  the ``spawn`` method, because JAX's threads do not survive ``fork``. Each worker
+  imports the task's module afresh, so a script that starts a sweep must do so under
+  ``if __name__ == "__main__":``. Workers exit when the sweep's process dies;
+- ``scheduler="tcp://host:8786"``: on an existing Dask cluster. The address is tried
+  first, and an unreachable one raises ``InvalidInputError`` within
+  ``connect_timeout`` seconds, before anything is written. Results come back to this
+  process, which alone writes the cache, so workers need no shared file system (but
+  must be able to import the task's module).
+
+A task that raises is reported as a failed ``CellResult`` carrying the message; the
+sweep goes on, and the failure is not stored, so the next run tries the cell again.
+Outcomes that are results, such as a diverged training run, should be returned as
+values instead, so that they are stored like any other.
+
+Example:
+    >>> # in muptheory/some_module.py
+    >>> def train(width, lr, seed):
+    ...     return {"loss": run_network(width, lr, seed)}
+    >>> cells = [dict(width=w, lr=lr, seed=0) for w in (64, 128) for lr in (0.1, 1.0)]
+    >>> results = run_sweep(train, cells, cache_dir=".cache/transfer", workers=2)
+    >>> [r.value["loss"] for r in results if r.ok]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import multiprocessing
+import os
+import threading
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import muptheory
+from muptheory.errors import InvalidInputError
+from muptheory.io import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+# What a worker sends back: (value as JSON text or None, error or None, seconds,
+# traceback or None).
+Outcome = tuple[str | None, str | None, float, str | None]
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """The outcome of one cell.
+
+    Attributes:
+        params: the cell's parameters, as given.
+        key: the cell's cache key (64 hex digits).
+        value: the task's return value after a JSON round trip (so tuples come back
+            as lists, NumPy scalars as floats), or None if the cell failed.
+        error: ``"ExceptionType: message"`` if the task raised, else None.
+        cached: True when the value was read from the cache instead of computed.
+        seconds: the task's run time (when it was computed).
+    """
+
+    params: dict[str, Any]
+    key: str
+    value: Any = None
+    error: str | None = None
+    cached: bool = False
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+# -- keys --------------------------------------------------------------------------
+
+
+def task_name(fn: Callable) -> str:
+    """``"module:qualname"`` of a module-level function, the task's identity.
+
+    Raises:
+        InvalidInputError: for lambdas, nested functions and other callables that a
+            worker process could not import by name.
+    """
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", None)
+    if not callable(fn) or module is None or qualname is None:
+        raise InvalidInputError(f"a sweep task must be a function, got {fn!r}")
+    if "<" in qualname:
+        raise InvalidInputError(
+            f"sweep task {qualname!r} is not a module-level function; "
+            "define it at the top level of an importable module"
+        )
+    return f"{module}:{qualname}"
+
+
+def canonical_json(value: Any) -> str:
+    """The JSON text that identifies ``value``: sorted keys, no spaces, exact numbers.
+
+    Accepts dicts with string keys, lists, tuples (written as lists), strings, ints,
+    finite floats, bools, None, ``Fraction`` (written as ``{"fraction": "p/q"}``) and
+    NumPy scalars.
+
+    Raises:
+        InvalidInputError: for any other type or a NaN or infinite float.
+    """
+    return json.dumps(
+        _canonical(value, "params"),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+        allow_nan=False,
+    )
+
+
+def _canonical(value: Any, where: str) -> Any:
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, np.generic):
+        return _canonical(value.item(), where)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInputError(
+                f"sweep parameter {where} is {value}; must be finite"
+            )
+        return value
+    if isinstance(value, Fraction):
+        return {"fraction": str(value)}
+    if isinstance(value, list | tuple):
+        return [_canonical(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise InvalidInputError(
+                    f"sweep parameter {where} has a key {k!r} that is not a string"
+                )
+            out[k] = _canonical(v, f"{where}.{k}")
+        return out
+    raise InvalidInputError(
+        f"sweep parameter {where} has type {type(value).__name__}; use str, int, "
+        "float, bool, None, Fraction, or lists and dicts of them"
+    )
+
+
+def cell_key(fn: Callable, params: Mapping[str, Any], *, salt: str = "") -> str:
+    """The stable cache key of the cell ``fn(**params)``.
+
+    Args:
+        fn: the task, a module-level function.
+        params: the cell's keyword arguments.
+        salt: a version string of the task's code; changing it invalidates the cache.
+
+    Returns:
+        The SHA-256 hex digest of the canonical JSON of task, parameters and salt.
+    """
+    identity = {
+        "task": task_name(fn),
+        "params": params,
+        "salt": _full_salt(salt),
+    }
+    return hashlib.sha256(canonical_json(identity).encode("ascii")).hexdigest()
+
+
+def _full_salt(salt: str) -> str:
+    return f"muptheory {muptheory.__version__}|{salt}"
+
+
+# -- the runner ----------------------------------------------------------------------
+
+
+def run_sweep(
+    fn: Callable[..., Any],
+    cells: Iterable[Mapping[str, Any]],
+    *,
+    cache_dir: str | os.PathLike | None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    progress: Callable[[CellResult], None] | None = None,
+    salt: str = "",
+    connect_timeout: float = 10.0,
+) -> list[CellResult]:
+    """Run ``fn(**cell)`` for every cell, reusing and extending the cache.
+
+    Args:
+        fn: the task, a module-level function returning a JSON-able value (NumPy
+            scalars and arrays are converted).
+        cells: the parameters of each cell; repeated cells are computed once.
+        cache_dir: the directory of finished cells (created if missing), or None to
+            keep nothing.
+        workers: local processes; 1 runs in this process; default: usable CPUs.
+        scheduler: address of a Dask scheduler to run on instead of local workers.
+        progress: called with each cell's result as it becomes known, cached cells
+            first (for example ``lambda result: bar.update()`` with a tqdm bar).
+        salt: version string of the task's code, part of every key.
+        connect_timeout: seconds allowed to reach ``scheduler``.
+
+    Returns:
+        One ``CellResult`` per cell, in the order of ``cells``.
+
+    Raises:
+        InvalidInputError: for a task that is not a module-level function, a cell
+            that is not a dict of JSON-able values, bad ``workers``, an unreachable
+            ``scheduler`` or a cache directory that cannot be written.
+    """
+    cells = [_checked_cell(cell, i) for i, cell in enumerate(cells)]
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+    ):
+        raise InvalidInputError(f"workers must be a positive integer, got {workers!r}")
+    if scheduler is not None and workers is not None:
+        raise InvalidInputError(
+            "workers applies to local runs only; a Dask scheduler has its own"
+        )
+    if scheduler is not None and (not isinstance(scheduler, str) or not scheduler):
+        raise InvalidInputError(f"scheduler must be an address, got {scheduler!r}")
+    task = task_name(fn)
+    full_salt = _full_salt(salt)
+    cache = Path(cache_dir) if cache_dir is not None else None
+
+    # -- keys, with repeated cells merged --------------------------------------------
+    keys = [cell_key(fn, cell, salt=salt) for cell in cells]
+    unique: dict[str, dict[str, Any]] = {}
+    for key, cell in zip(keys, cells, strict=True):
+        unique.setdefault(key, cell)
+    copies = Counter(keys)
+    done: dict[str, CellResult] = {}
+
+    def report(result: CellResult) -> None:
+        done[result.key] = result
+        if progress is not None:
+            for _ in range(copies[result.key]):
+                progress(result)
+
+    # -- cells already in the cache ----------------------------------------------------
+    if cache is not None:
+        for key, cell in unique.items():
+            value = _read_cached(cache, key)
+            if value is not _MISSING:
+                report(CellResult(params=cell, key=key, value=value, cached=True))
+    pending = {key: cell for key, cell in unique.items() if key not in done}
+    logger.info(
+        "sweep %s: %d cells, %d cached, %d to run",
+        task,
+        len(unique),
+        len(done),
+        len(pending),
+    )
+
+    # -- the rest, stored as they finish ------------------------------------------------
+    if pending:
+        client = _connect(scheduler, connect_timeout) if scheduler else None
+        try:
+            if cache is not None:
+                _prepare_cache_dir(cache)
+            if client is not None:
+                outcomes = _dask_outcomes(client, fn, pending)
+            elif _local_workers(workers, len(pending)) > 1:
+                n = _local_workers(workers, len(pending))
+                outcomes = _process_outcomes(fn, pending, n)
+            else:
+                outcomes = _serial_outcomes(fn, pending)
+            with contextlib.closing(outcomes):
+                for key, outcome in outcomes:
+                    result = _finish(key, pending[key], outcome, task)
+                    if result.ok and cache is not None:
+                        _store(cache, result, task, full_salt)
+                    report(result)
+        finally:
+            if client is not None:
+                client.close()
+
+    failed = sum(not r.ok for r in done.values())
+    if failed:
+        logger.warning("sweep %s: %d of %d cells failed", task, failed, len(unique))
+    return [done[key] for key in keys]
+
+
+def _checked_cell(cell: Any, index: int) -> dict[str, Any]:
+    if not isinstance(cell, Mapping):
+        raise InvalidInputError(
+            f"sweep cell {index} must be a dict of parameters, got {type(cell).__name__}"
+        )
+    cell = dict(cell)
+    canonical_json(cell)  # raises for values that have no stable key
+    return cell
+
+
+def _local_workers(workers: int | None, n_pending: int) -> int:
+    if workers is None:
+        try:
+            workers = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            workers = os.cpu_count() or 1
+    return max(1, min(workers, n_pending))
+
+
+def _finish(key: str, cell: dict[str, Any], outcome: Outcome, task: str) -> CellResult:
+    text, error, seconds, trace = outcome
+    if error is not None:
+        logger.warning(
+            "sweep %s: cell %s failed: %s\n%s", task, cell, error, trace or ""
+        )
+        return CellResult(params=cell, key=key, error=error, seconds=seconds)
+    return CellResult(params=cell, key=key, value=json.loads(text), seconds=seconds)
+
+
+# -- the cache -------------------------------------------------------------------------
+
+_MISSING = object()
+
+
+def _cache_path(cache: Path, key: str) -> Path:
+    return cache / f"{key}.json"
+
+
+def _read_cached(cache: Path, key: str) -> Any:
+    """The stored value of ``key``, or ``_MISSING`` if absent or unreadable."""
+    path = _cache_path(cache, key)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return _MISSING
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        logger.warning("ignoring unreadable cache file %s: %s", path, err)
+        return _MISSING
+    if (
+        not isinstance(record, dict)
+        or record.get("key") != key
+        or "value" not in record
+    ):
+        logger.warning("ignoring cache file %s: not a record of this cell", path)
+        return _MISSING
+    return record["value"]
+
+
+def _prepare_cache_dir(cache: Path) -> None:
+    """Create the cache directory and check that it can be written."""
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InvalidInputError(
+            f"cannot create cache directory {str(cache)!r}: {err.strerror or err}"
+        ) from None
+    if not os.access(cache, os.W_OK | os.X_OK):
+        raise InvalidInputError(f"cache directory {str(cache)!r} is not writable")
+
+
+def _store(cache: Path, result: CellResult, task: str, salt: str) -> None:
+    record = {
+        "key": result.key,
+        "task": task,
+        "salt": salt,
+        "params": json.loads(canonical_json(result.params)),
+        "seconds": result.seconds,
+        "value": result.value,
+    }
+    atomic_write_text(_cache_path(cache, result.key), json.dumps(record, indent=1))
+
+
+# -- running one cell (in whichever process) ------------------------------------------
+
+
+def _execute(fn: Callable[..., Any], params: dict[str, Any]) -> Outcome:
+    """Run one cell; a raised exception becomes an error message, never escapes."""
+    start = time.perf_counter()
+    try:
+        text = json.dumps(fn(**params), default=_json_default)
+    except Exception as err:
+        message = f"{type(err).__name__}: {err}".splitlines()[0]
+        return None, message, time.perf_counter() - start, traceback.format_exc()
+    return text, None, time.perf_counter() - start, None
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Fraction):
+        return str(value)
+    raise TypeError(f"a sweep result must be JSON-able; got {type(value).__name__}")
+
+
+# -- executors: each yields (key, outcome) as cells finish -----------------------------
+
+
+def _serial_outcomes(fn, pending: dict[str, dict]) -> Iterator[tuple[str, Outcome]]:
+    for key, cell in pending.items():
+        yield key, _execute(fn, cell)
+
+
+def _process_outcomes(
+    fn, pending: dict[str, dict], workers: int
+) -> Iterator[tuple[str, Outcome]]:
+    pool = concurrent.futures.ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_exit_with_parent,
+        initargs=(os.getpid(),),
+    )
+    try:
+        futures = {
+            pool.submit(_execute, fn, cell): key for key, cell in pending.items()
+        }
+        for future in concurrent.futures.as_completed(futures):
+            try:
+                outcome = future.result()
+            except Exception as err:  # the worker died or the task did not pickle
+                outcome = (None, f"worker process failed: {_one_line(err)}", 0.0, None)
+            yield futures[future], outcome
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """In a pool worker: exit when the sweep's process dies (say, killed -9)."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _connect(address: str, timeout: float):
+    """A Dask client of the scheduler at ``address``, tried with a short probe."""
+    import asyncio
+
+    from distributed import Client
+    from distributed.comm import connect
+
+    async def probe() -> None:
+        comm = await connect(address, timeout=timeout)
+        await comm.close()
+
+    # Probing first keeps a failed Client (which lingers and times out again on
+    # garbage collection) from ever being made.
+    try:
+        asyncio.run(probe())
+        return Client(address, timeout=timeout, set_as_default=False)
+    except Exception as err:
+        raise InvalidInputError(
+            f"cannot reach Dask scheduler {address!r}: {_one_line(err)}"
+        ) from None
+
+
+def _dask_outcomes(
+    client, fn, pending: dict[str, dict]
+) -> Iterator[tuple[str, Outcome]]:
+    from distributed import as_completed
+
+    futures = {
+        client.submit(_execute, fn, cell, key=f"muptheory-cell-{key}", pure=False): key
+        for key, cell in pending.items()
+    }
+    try:
+        for future in as_completed(futures, loop=client.loop):
+            try:
+                outcome = future.result()
+            except Exception as err:  # a lost worker, or the task did not import
+                outcome = (None, f"dask task failed: {_one_line(err)}", 0.0, None)
+            yield futures[future], outcome
+    finally:
+        client.cancel(list(futures))
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
