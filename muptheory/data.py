@@ -405,7 +405,12 @@ def _idx_directory(directory: Path):
         raise InvalidInputError(
             f"directory {str(directory)!r} lacks {', '.join(missing)} (or .gz)"
         )
-    arrays = {key: read_idx(path) for key, path in found.items()}
+    # Stamps (size, mtime) make the per-process cache notice a rewritten file.
+    stamps = tuple(
+        (str(path), path.stat().st_size, path.stat().st_mtime_ns)
+        for path in found.values()
+    )
+    arrays = dict(zip(IDX_FILES, _read_idx_files(stamps), strict=True))
 
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
@@ -453,6 +458,15 @@ def _idx_directory(directory: Path):
         labels_test.astype(np.int64),
         n_classes,
     )
+
+
+@functools.lru_cache(maxsize=2)
+def _read_idx_files(stamps: tuple[tuple[str, int, int], ...]) -> list[np.ndarray]:
+    """The arrays of the named IDX files, cached per process (read-only)."""
+    arrays = [read_idx(path) for path, _, _ in stamps]
+    for array in arrays:
+        array.setflags(write=False)
+    return arrays
 
 
 def read_idx(path: str | Path) -> np.ndarray:

@@ -298,9 +298,16 @@ def run_sweep(
             if client is not None:
                 client.close()
 
-    failed = sum(not r.ok for r in done.values())
+    failed = [r for r in done.values() if not r.ok]
     if failed:
-        logger.warning("sweep %s: %d of %d cells failed", task, failed, len(unique))
+        logger.warning(
+            "sweep %s: %d of %d cells failed, the first %s with %s",
+            task,
+            len(failed),
+            len(unique),
+            failed[0].params,
+            failed[0].error,
+        )
     return [done[key] for key in keys]
 
 
@@ -326,9 +333,8 @@ def _local_workers(workers: int | None, n_pending: int) -> int:
 def _finish(key: str, cell: dict[str, Any], outcome: Outcome, task: str) -> CellResult:
     text, error, seconds, trace = outcome
     if error is not None:
-        logger.warning(
-            "sweep %s: cell %s failed: %s\n%s", task, cell, error, trace or ""
-        )
+        logger.info("sweep %s: cell %s failed: %s", task, cell, error)
+        logger.debug("traceback of the failed cell:\n%s", trace)
         return CellResult(params=cell, key=key, error=error, seconds=seconds)
     return CellResult(params=cell, key=key, value=json.loads(text), seconds=seconds)
 
@@ -401,12 +407,11 @@ def _execute(fn: Callable[..., Any], params: dict[str, Any]) -> Outcome:
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
     if isinstance(value, Fraction):
         return str(value)
+    if isinstance(value, np.generic | np.ndarray) or hasattr(value, "__array__"):
+        array = np.asarray(value)  # NumPy and JAX arrays alike
+        return array.item() if array.ndim == 0 else array.tolist()
     raise TypeError(f"a sweep result must be JSON-able; got {type(value).__name__}")
 
 

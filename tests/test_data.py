@@ -264,3 +264,14 @@ def test_unknown_name_lists_the_accepted_names():
 def test_bad_options_are_rejected_with_what_was_wrong(kwargs, message):
     with pytest.raises(InvalidInputError, match=message):
         load_dataset("digits", **kwargs)
+
+
+def test_changing_a_returned_array_does_not_change_the_next_load(tmp_path):
+    write_idx_dir(tmp_path)
+    first = load_dataset(str(tmp_path))
+    expected = first.x_train.copy()
+    first.x_train[:] = 0.0
+    first.labels_train[:] = 0
+    second = load_dataset(str(tmp_path))
+    np.testing.assert_array_equal(second.x_train, expected)
+    assert len(np.unique(second.labels_train)) == 10
