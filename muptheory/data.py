@@ -171,6 +171,11 @@ def load_dataset(
         raw = _stratified_split(x, labels, rng)
     elif Path(name_or_path).is_dir():
         raw = _idx_directory(Path(name_or_path))
+    elif Path(name_or_path).exists():
+        raise InvalidInputError(
+            f"data path {name_or_path!r} is not a directory; name the directory "
+            "that holds the IDX files"
+        )
     else:
         raise InvalidInputError(
             f"unknown data {name_or_path!r}; use one of {', '.join(EMBEDDED)} "

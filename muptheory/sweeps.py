@@ -6,7 +6,8 @@ value, and a list of cells, one dict of parameters each. Every cell has a stable
     key = SHA-256( canonical JSON of {task: "module:qualname", params, salt} ),
 
 where the canonical JSON sorts keys and writes exact values (a ``Fraction`` as
-``"p/q"``), and ``salt`` joins the package version with the caller's own salt.
+``{"fraction": "p/q"}``), and ``salt`` joins the package version with the caller's
+own salt.
 A finished cell is written at once, atomically, to ``<cache_dir>/<key>.json``; a later
 run with the same cache finds it there. So an interrupted sweep resumes where it
 stopped, a repeated command computes nothing, and changing one parameter recomputes
@@ -21,22 +22,24 @@ Where the cells run:
   ``if __name__ == "__main__":``. Workers exit when the sweep's process dies;
 - ``scheduler="tcp://host:8786"``: on an existing Dask cluster. The address is tried
   first, and an unreachable one raises ``InvalidInputError`` within
-  ``connect_timeout`` seconds, before anything is written. Results come back to this
-  process, which alone writes the cache, so workers need no shared file system (but
-  must be able to import the task's module).
+  ``connect_timeout`` seconds, before anything is written (a sweep whose cells are
+  all cached never contacts the scheduler). Results come back to this process,
+  which alone writes the cache, so workers need no shared file system (but must be
+  able to import the task's module).
 
 A task that raises is reported as a failed ``CellResult`` carrying the message; the
 sweep goes on, and the failure is not stored, so the next run tries the cell again.
 Outcomes that are results, such as a diverged training run, should be returned as
 values instead, so that they are stored like any other.
 
-Example:
-    >>> # in muptheory/some_module.py
-    >>> def train(width, lr, seed):
-    ...     return {"loss": run_network(width, lr, seed)}
-    >>> cells = [dict(width=w, lr=lr, seed=0) for w in (64, 128) for lr in (0.1, 1.0)]
-    >>> results = run_sweep(train, cells, cache_dir=".cache/transfer", workers=2)
-    >>> [r.value["loss"] for r in results if r.ok]  # doctest: +SKIP
+Example (the task in an importable module, the call under a ``__main__`` guard)::
+
+    def train(width: int, lr: float, seed: int) -> dict:
+        return {"loss": final_loss(width, lr, seed)}
+
+    cells = [dict(width=w, lr=lr, seed=0) for w in (64, 128) for lr in (0.1, 1.0)]
+    results = run_sweep(train, cells, cache_dir=".cache/transfer", workers=2)
+    losses = {(r.params["width"], r.params["lr"]): r.value["loss"] for r in results}
 """
 
 from __future__ import annotations
@@ -281,11 +284,11 @@ def run_sweep(
         try:
             if cache is not None:
                 _prepare_cache_dir(cache)
+            n_local = _local_workers(workers, len(pending))
             if client is not None:
                 outcomes = _dask_outcomes(client, fn, pending)
-            elif _local_workers(workers, len(pending)) > 1:
-                n = _local_workers(workers, len(pending))
-                outcomes = _process_outcomes(fn, pending, n)
+            elif n_local > 1:
+                outcomes = _process_outcomes(fn, pending, n_local)
             else:
                 outcomes = _serial_outcomes(fn, pending)
             with contextlib.closing(outcomes):

@@ -108,6 +108,12 @@ def test_directory_without_idx_files_names_the_expected_files(tmp_path):
         load_dataset(str(tmp_path))
 
 
+def test_a_single_file_instead_of_a_directory_is_rejected(tmp_path):
+    write_idx_dir(tmp_path)
+    with pytest.raises(InvalidInputError, match="is not a directory"):
+        load_dataset(str(tmp_path / "train-images-idx3-ubyte"))
+
+
 def test_directory_missing_one_idx_file_names_it(tmp_path):
     write_idx_dir(tmp_path)
     (tmp_path / "t10k-labels-idx1-ubyte").unlink()
