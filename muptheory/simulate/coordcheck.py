@@ -368,7 +368,7 @@ def _measure(sim: Simulator):
     depth = sim.arch.depth
 
     def measure(state: TrainState, state0: TrainState, x):
-        Ws, W0s = sim.effective(state), sim.effective(state0)
+        Ws, W0s = sim.effective_traced(state), sim.effective_traced(state0)
         now, init = forward(Ws, x, phi), forward(W0s, x, phi)
         out = {}
         for k in range(1, depth):

@@ -85,8 +85,8 @@ def infer(
     activation: str,
     config: MethodConfig,
     forward_init: bool = True,
-    tol: float = 1e-6,
-    max_iter: int = 50,
+    tol: float = 1e-10,
+    max_iter: int = 100,
 ) -> PCInference:
     """Run the inference variant that ``config`` names.
 
@@ -211,64 +211,106 @@ class _Energy:
     def gauss_newton_equilibrium(self, *, tol: float, max_iter: int) -> PCInference:
         """Stationary point of E in the error coordinates z_l = eps_l (l < L).
 
-        With F(z) the output of the forward pass shifted by z and J_l = dF/dz_l per
-        sample, stationarity reads Gamma z = gamma_L J^T (y - F(z)). Linearizing F at
-        the current z and solving exactly (Woodbury, a C x C system per sample):
+        With F(z) the output of the forward pass shifted by z, r = y - F(z) and
+        J_l = dF/dz_l per sample, E = sum_l gamma_l/2 ||z_l||^2 + gamma_L/2 ||r||^2 and
+        stationarity reads gamma_l z_l = gamma_L J_l^T r. Each iteration linearizes F
+        at z and minimizes the model plus a Levenberg-Marquardt term
+        (lambda/2) sum_l gamma_l ||z_l' - z_l||^2, exactly, through a C x C system per
+        sample (Woodbury):
 
-            a = gamma_L (I + gamma_L S)^{-1} (y - F(z) + sum_l J_l z_l),
-            S = sum_l J_l J_l^T / gamma_l,    z_l <- J_l^T a / gamma_l.
+            (I + gamma_L S / (1 + lambda)) a = gamma_L (r + J z / (1 + lambda)),
+            S = sum_l J_l J_l^T / gamma_l,
+            z_l' = (lambda z_l + J_l^T a / gamma_l) / (1 + lambda).
 
-        For linear networks F is affine, so one iteration lands on THEORY.md section 6:
-        (I + C_gamma) eps_L = y - W_{L:1} x with C_gamma = gamma_L S.
+        A sample accepts z' when its energy does not rise beyond rounding (then
+        lambda /= 3), else
+        lambda <- 10 lambda + 0.01. It stops when max |gamma_l z_l - gamma_L J_l^T r|
+        falls below ``tol`` times the larger of the two terms, or after ``max_iter``.
+        For linear networks F is affine and one undamped step (lambda = 0) lands on
+        THEORY.md section 6: (I + C_gamma) eps_L = y - W_{L:1} x, C_gamma = gamma_L S.
         """
         gammas, top = self.gammas, self.gammas[-1]
         n_hidden = len(self.Ws) - 1
+        sample_axes = lambda a: tuple(range(1, a.ndim))  # noqa: E731
 
-        def update(z):
+        def linearize(z):
             out, jacs = output_jacobians(self.Ws, self.x, z, self.phi)
+            return self.y - out, jacs
+
+        def proposal(z, r, jacs, lam):
             s = sum(
                 jnp.einsum("bcm,bdm->bcd", J, J) / g
                 for J, g in zip(jacs, gammas, strict=False)
             )
-            rhs = self.y - out
-            rhs = rhs + sum(
+            jz = sum(
                 jnp.einsum("bcm,bm->bc", J, zi) for J, zi in zip(jacs, z, strict=True)
             )
-            eye = jnp.eye(out.shape[1], dtype=out.dtype)
-            a = top * jnp.linalg.solve(eye + top * s, rhs[..., None])[..., 0]
+            shrink = (1.0 / (1.0 + lam))[:, None]
+            eye = jnp.eye(r.shape[1], dtype=r.dtype)
+            lhs = eye + top * shrink[..., None] * s
+            a = top * jnp.linalg.solve(lhs, (r + shrink * jz)[..., None])[..., 0]
             return tuple(
-                jnp.einsum("bcm,bc->bm", J, a) / g
-                for J, g in zip(jacs, gammas, strict=False)
+                shrink * (lam[:, None] * zi + jnp.einsum("bcm,bc->bm", J, a) / g)
+                for J, zi, g in zip(jacs, z, gammas, strict=False)
             )
+
+        def sample_energy(z, r):
+            hidden = sum(
+                0.5 * g * jnp.sum(jnp.square(zi), axis=sample_axes(zi))
+                for zi, g in zip(z, gammas, strict=False)
+            )
+            return hidden + 0.5 * top * jnp.sum(jnp.square(r), axis=1)
+
+        def residual(z):
+            return self.y - perturbed_forward(self.Ws, self.x, z, self.phi).output
+
+        def stationarity(z, r, jacs):
+            pull = [top * jnp.einsum("bcm,bc->bm", J, r) for J in jacs]
+            gap = jnp.stack(
+                [
+                    jnp.max(jnp.abs(g * zi - p))
+                    for zi, p, g in zip(z, pull, gammas, strict=False)
+                ]
+            )
+            size = jnp.stack(
+                [jnp.max(jnp.abs(p)) for p in pull]
+                + [jnp.max(jnp.abs(g * zi)) for zi, g in zip(z, gammas, strict=False)]
+            )
+            return jnp.max(gap), jnp.max(size)
 
         z0 = tuple(jnp.zeros_like(u) for u in self.ff.pre[:n_hidden])
         if self.linear:
-            z, iterations = update(z0), jnp.asarray(1)
+            r, jacs = linearize(z0)
+            lam = jnp.zeros(r.shape[0], r.dtype)
+            z, iterations = proposal(z0, r, jacs, lam), jnp.asarray(1)
         else:
 
-            def change(old, new):
-                step = jnp.max(
-                    jnp.stack(
-                        [jnp.max(jnp.abs(n - o)) for o, n in zip(old, new, strict=True)]
-                    )
-                )
-                size = jnp.max(jnp.stack([jnp.max(jnp.abs(n)) for n in new]))
-                return step, size
-
             def cond(carry):
-                it, _, step, size = carry
-                return (it < max_iter) & (step > tol * size)
+                it, _, _, _, gap, size = carry
+                return (it < max_iter) & (gap > tol * size)
 
             def body(carry):
-                it, z, _, _ = carry
-                new = update(z)
-                step, size = change(z, new)
-                return it + 1, new, step, size
+                it, z, lam, energy, _, _ = carry
+                r, jacs = linearize(z)
+                candidate = proposal(z, r, jacs, lam)
+                new_energy = sample_energy(candidate, residual(candidate))
+                # ties within rounding count as progress, so the end game is not stuck
+                slack = 8 * jnp.finfo(energy.dtype).eps * jnp.abs(energy)
+                accept = new_energy <= energy + slack
+                z = tuple(
+                    jnp.where(accept[:, None], c, zi)
+                    for c, zi in zip(candidate, z, strict=True)
+                )
+                energy = jnp.where(accept, new_energy, energy)
+                lam = jnp.where(accept, lam / 3.0, 10.0 * lam + 0.01)
+                gap, size = stationarity(z, *linearize(z))
+                return it + 1, z, lam, energy, gap, size
 
-            one = jnp.ones((), self.x.dtype)
-            iterations, z, _, _ = jax.lax.while_loop(
-                cond, body, (jnp.asarray(0), z0, one, 0 * one)
-            )
+            r0 = residual(z0)
+            lam0 = jnp.zeros(r0.shape[0], r0.dtype)
+            one = jnp.ones((), r0.dtype)
+            carry = (jnp.asarray(0), z0, lam0, sample_energy(z0, r0), one, 0 * one)
+            iterations, z, _, _, _, _ = jax.lax.while_loop(cond, body, carry)
         shifted = perturbed_forward(self.Ws, self.x, z, self.phi)
         errors = tuple(z) + (self.y - shifted.output,)
         return PCInference(shifted.pre[:-1], errors, shifted.inputs, iterations)

@@ -61,7 +61,7 @@ class SimOptions:
         feedback_steps: reconstruction steps of the feedback per training step.
         adam_b1, adam_b2, adam_eps: Adam's constants.
         equilibrium_tol: relative stopping tolerance of PC's equilibrium solver
-            (None: 1e-6 in float32, 1e-13 in float64).
+            (None: 1e-5 in float32, 1e-10 in float64).
         equilibrium_max_iter: iteration cap of that solver.
     """
 
@@ -75,7 +75,7 @@ class SimOptions:
     adam_b2: float = 0.999
     adam_eps: float = 1e-8
     equilibrium_tol: float | None = None
-    equilibrium_max_iter: int = 50
+    equilibrium_max_iter: int = 100
 
 
 class TrainState(NamedTuple):
@@ -139,7 +139,7 @@ class Simulator:
         self.feedback_lr = fb_lr * float(width) ** float(-config.feedback_c)
         tol = self.options.equilibrium_tol
         self.tol = (
-            tol if tol is not None else (1e-13 if self.dtype == "float64" else 1e-6)
+            tol if tol is not None else (1e-10 if self.dtype == "float64" else 1e-5)
         )
         self.step_fn = self._step
         self._jit_step = jax.jit(self._step)
@@ -174,13 +174,18 @@ class Simulator:
 
     def effective(self, state: TrainState) -> tuple[Array, ...]:
         """Effective weights W_l = m_l w_l."""
+        with precision(self.dtype):
+            return self.effective_traced(state)
+
+    def effective_traced(self, state: TrainState) -> tuple[Array, ...]:
+        """``effective`` without entering the precision context (for jitted code)."""
         return effective_weights(state.weights, self.scales.multipliers)
 
     def forward(self, state: TrainState, x) -> Forward:
         """Pre-activations and layer inputs of a batch."""
         with precision(self.dtype) as dtype:
             phi = activation_fn(self.arch.activation)
-            return forward(self.effective(state), jnp.asarray(x, dtype), phi)
+            return forward(self.effective_traced(state), jnp.asarray(x, dtype), phi)
 
     def signals(self, state: TrainState, x, y) -> LayerSignals:
         """The method's per-layer signals s_l and inputs a_{l-1} (BP: s_l = delta_l)."""
@@ -231,7 +236,7 @@ class Simulator:
 
     def _signals(self, state: TrainState, x: Array, y: Array) -> LayerSignals:
         cfg, act = self.config, self.arch.activation
-        Ws = self.effective(state)
+        Ws = self.effective_traced(state)
         if cfg.method == "bp":
             return _bp_signals(Ws, x, y, act)
         if cfg.method == "gnt":
@@ -278,7 +283,7 @@ class Simulator:
         scales = self.scales
         key, feedback = state.key, state.feedback
         if self._uses_feedback:
-            Ws = self.effective(state)
+            Ws = self.effective_traced(state)
             for _ in range(self.options.feedback_steps):
                 key, sub = jax.random.split(key)
                 feedback = tp.feedback_update(
@@ -317,7 +322,7 @@ class Simulator:
         else:
             update = self._signals(state, x, y)
             f = forward(
-                self.effective(state), x, activation_fn(self.arch.activation)
+                self.effective_traced(state), x, activation_fn(self.arch.activation)
             ).output
             loss = bp.batch_loss(f, y)
             weights = sgd_apply(
