@@ -1,0 +1,150 @@
+"""Finite widths against the limit: errors per width and their log-log slope.
+
+For each width M and seed, a sampled network (``muptheory.limits.finite``) is trained
+alongside the limit and the error of a quantity is its largest absolute deviation
+over training steps and entries, max_t |q_M(t) - q_inf(t)|. Errors are averaged over
+seeds (they are fluctuations of size M^{-1/2} with a random sign, so the mean of
+their magnitude keeps that size) and fitted as log err = a + slope log M.
+
+When the limit's output at initialization is random (b_L = 1/2, TP/DTP), each seed's
+limit is conditioned on that network's own output map at initialization, so the
+comparison measures the width dependence and not the randomness of f_0.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from muptheory.errors import InvalidInputError
+from muptheory.limits.dynamics import input_basis, limit_dynamics
+from muptheory.limits.finite import finite_dynamics
+from muptheory.limits.scaling import limit_scales
+from muptheory.limits.tasks import Task
+
+logger = logging.getLogger(__name__)
+
+QUANTITIES: tuple[str, ...] = (
+    "f_train",
+    "f_test",
+    "loss",
+    "kernels",
+    "pc_cos_gd",
+    "c_gamma_scaled",
+)
+_LIMIT_NAME = {"c_gamma_scaled": "pc_c_gamma"}
+
+
+@dataclass
+class Convergence:
+    """Errors of finite widths against the limit.
+
+    Attributes:
+        widths: the widths M.
+        errors: quantity -> mean over seeds of max_t |q_M(t) - q_inf(t)|, per width.
+        slopes: quantity -> fitted slope of log error against log width.
+        seeds: number of seeds per width.
+    """
+
+    widths: list[int]
+    errors: dict[str, list[float]]
+    slopes: dict[str, float]
+    seeds: int
+
+    def to_json(self) -> dict:
+        return {
+            "widths": self.widths,
+            "seeds": self.seeds,
+            "errors": self.errors,
+            "slopes": self.slopes,
+        }
+
+
+def fit_slope(widths: Sequence[float], errors: Sequence[float]) -> float:
+    """Least-squares slope of log(error) against log(width).
+
+    Warns when fewer than five widths are given (the acceptance rule asks for five).
+    """
+    widths = np.asarray(widths, dtype=float)
+    errors = np.asarray(errors, dtype=float)
+    if widths.size < 2 or np.any(errors <= 0) or np.any(widths <= 0):
+        raise InvalidInputError(
+            "fit_slope needs two or more positive widths and errors"
+        )
+    if widths.size < 5:
+        warnings.warn(f"slope fitted over only {widths.size} widths", stacklevel=2)
+    return float(np.polyfit(np.log(widths), np.log(errors), 1)[0])
+
+
+def convergence(
+    config,
+    parameterization,
+    task: Task,
+    *,
+    depth: int,
+    steps: int,
+    lr: float,
+    widths: Sequence[int],
+    seeds: int = 4,
+    quantities: Sequence[str] = ("f_train", "loss", "kernels"),
+    sigma: float = 1.0,
+    beta: float = 1.0,
+    lr_mult: Sequence[float] = (1.0, 1.0, 1.0),
+) -> Convergence:
+    """Train the limit and ``seeds`` networks per width; fit the error slopes."""
+    task = Task.of(task)
+    for name in quantities:
+        if name not in QUANTITIES:
+            raise InvalidInputError(f"unknown quantity {name!r}; use {QUANTITIES}")
+    if not widths or seeds < 1:
+        raise InvalidInputError("give at least one width and one seed")
+    scales = limit_scales(config, parameterization, depth=depth)
+    random_output = scales.output_init == "xi"
+    basis = input_basis(task)
+    common = dict(
+        depth=depth, steps=steps, lr=lr, sigma=sigma, beta=beta, lr_mult=lr_mult
+    )
+    shared = (
+        None
+        if random_output
+        else limit_dynamics(config, parameterization, task, **common)
+    )
+    errors = {name: [] for name in quantities}
+    for width in widths:
+        per_seed = {name: [] for name in quantities}
+        for seed in range(seeds):
+            fin = finite_dynamics(
+                config,
+                parameterization,
+                task,
+                width=int(width),
+                seed=1000 * seed + int(width),
+                basis=basis,
+                **common,
+            )
+            lim = shared
+            if random_output:
+                lim = limit_dynamics(
+                    config,
+                    parameterization,
+                    task,
+                    output_map0=fin.output_map0,
+                    **common,
+                )
+            for name in quantities:
+                a = getattr(fin, name)
+                b = getattr(lim, _LIMIT_NAME.get(name, name))
+                if a is None or b is None:
+                    raise InvalidInputError(
+                        f"{name} is not recorded for {config.method}"
+                    )
+                per_seed[name].append(float(np.max(np.abs(a - b))))
+        for name in quantities:
+            errors[name].append(float(np.mean(per_seed[name])))
+        logger.info("width %d: %s", width, {k: v[-1] for k, v in errors.items()})
+    slopes = {name: fit_slope(widths, errors[name]) for name in quantities}
+    return Convergence(list(map(int, widths)), errors, slopes, seeds)

@@ -1,0 +1,201 @@
+"""A small numpy finite-width deep linear network with the limit engine's rules.
+
+The reference the limit is checked against: the same learning rules (BP, PC at the
+exact inference equilibrium, TP/DTP with ridge feedback), conventions and
+parameterization as ``limit_dynamics``, at one sampled width M. It samples
+W_1 (M x d), W_l (M x M) and W_L (C x M) with ``Parameterization.init_std`` and uses
+learning rates lr * lr_mult * ``Parameterization.lr_scale``. PC's equilibrium is solved
+in closed form, (I + C_gamma) eps_L = -e with
+C_gamma = sum_{l<L} (gamma_L / gamma_l) W_{L:l+1} W_{L:l+1}^T, then
+eps_l = (gamma_L / gamma_l) W_{L:l+1}^T eps_L and v_l = W_l v_{l-1} + eps_l.
+
+This module exists so that the limit engine can be tested before and independently
+of the JAX simulator in ``muptheory.simulate``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from muptheory.errors import DivergedError, InvalidInputError, UnsupportedError
+from muptheory.limits.tasks import Task
+from muptheory.methods import MethodConfig
+from muptheory.parameterization import Parameterization
+
+
+@dataclass
+class FiniteTrajectory:
+    """The finite-width counterpart of ``LimitTrajectory`` (same shapes).
+
+    ``c_gamma_scaled`` holds M^{1+delta} C_gamma (PC only) and ``output_map0`` the
+    C x r output map at initialization in the limit engine's input basis.
+    """
+
+    width: int
+    loss: np.ndarray
+    test_loss: np.ndarray
+    f_train: np.ndarray
+    f_test: np.ndarray
+    kernels: np.ndarray
+    pc_cos_gd: np.ndarray | None
+    c_gamma_scaled: np.ndarray | None
+    output_map0: np.ndarray
+
+
+def finite_dynamics(
+    config: MethodConfig,
+    parameterization: Parameterization,
+    task: Task,
+    *,
+    depth: int,
+    width: int,
+    steps: int,
+    lr: float,
+    sigma: float = 1.0,
+    beta: float = 1.0,
+    lr_mult: Sequence[float] = (1.0, 1.0, 1.0),
+    seed: int = 0,
+    basis: np.ndarray | None = None,
+) -> FiniteTrajectory:
+    """Train one sampled network of width ``width``; arguments as ``limit_dynamics``.
+
+    ``basis`` (d x r, orthonormal) is only used to report ``output_map0``.
+    """
+    task = Task.of(task)
+    if not isinstance(width, int) or width < 1:
+        raise InvalidInputError(f"width must be a positive integer, got {width!r}")
+    if config.method not in ("bp", "pc", "tp", "dtp"):
+        raise UnsupportedError(
+            f"finite_dynamics covers bp, pc, tp, dtp, not {config.method}"
+        )
+    param = parameterization.without_multipliers()
+    rng = np.random.default_rng(seed)
+    d, C, M, L = task.input_dim, task.n_outputs, width, depth
+    dims = [d] + [M] * (L - 1) + [C]
+    groups = ["first"] + ["hidden"] * (L - 2) + ["last"]
+    Ws = [
+        rng.normal(
+            0.0,
+            param.init_std(g, width=M, fan_in=dims[i], sigma=sigma),
+            (dims[i + 1], dims[i]),
+        )
+        for i, g in enumerate(groups)
+    ]
+    mult = {"first": lr_mult[0], "hidden": lr_mult[1], "last": lr_mult[2]}
+    lrs = [lr * mult[g] * param.lr_scale(g, width=M) for g in groups]
+    basis = np.eye(d) if basis is None else basis
+    x, y = task.x_train.T, task.y_train.T
+    P = x.shape[1]
+    rule = {"bp": _bp, "pc": _pc, "tp": _tp, "dtp": _tp}[config.method]
+    records = []
+    output_map0 = _product(Ws) @ basis
+    for t in range(steps + 1):
+        hs = _forward(Ws, x)
+        e = hs[-1] - y
+        f_test = _product(Ws) @ task.x_test.T
+        loss = 0.5 * float(np.sum(e**2)) / P
+        n_test = max(task.x_test.shape[0], 1)
+        test_loss = 0.5 * float(np.sum((f_test - task.y_test.T) ** 2)) / n_test
+        if not np.isfinite(loss) or loss > 1e12:
+            raise DivergedError(f"width {M} diverged at step {t}", width=M, step=t)
+        record = {
+            "loss": loss,
+            "test_loss": test_loss,
+            "f_train": hs[-1].T.copy(),
+            "f_test": f_test.T,
+            "kernels": np.stack([h.T @ h / M for h in hs[1:-1]]),
+        }
+        grads = rule(Ws, hs, e, y, config, M=M, lrs=lrs, beta=beta, record=record)
+        records.append(record)
+        if t < steps:
+            for W, G in zip(Ws, grads, strict=True):
+                W += G
+    stack = lambda k: np.stack([r[k] for r in records])  # noqa: E731
+    return FiniteTrajectory(
+        width=M,
+        loss=stack("loss"),
+        test_loss=stack("test_loss"),
+        f_train=stack("f_train"),
+        f_test=stack("f_test"),
+        kernels=stack("kernels"),
+        pc_cos_gd=stack("pc_cos_gd") if config.method == "pc" else None,
+        c_gamma_scaled=stack("c_gamma_scaled") if config.method == "pc" else None,
+        output_map0=output_map0,
+    )
+
+
+def _forward(Ws, x):
+    hs = [x]
+    for W in Ws:
+        hs.append(W @ hs[-1])
+    return hs
+
+
+def _product(Ws):
+    out = Ws[0]
+    for W in Ws[1:]:
+        out = W @ out
+    return out
+
+
+def _backward_maps(Ws):
+    """B_l = W_{L:l+1}^T (M x C) for l = 0..L-1 (index l)."""
+    L = len(Ws)
+    maps = [None] * (L + 1)
+    maps[L] = np.eye(Ws[-1].shape[0])
+    for l in range(L, 0, -1):
+        maps[l - 1] = Ws[l - 1].T @ maps[l]
+    return maps
+
+
+def _bp(Ws, hs, e, y, config, *, M, lrs, beta, record):
+    P = e.shape[1]
+    back = _backward_maps(Ws)
+    return [-lrs[l] / P * (back[l + 1] @ e) @ hs[l].T for l in range(len(Ws))]
+
+
+def _pc(Ws, hs, e, y, config, *, M, lrs, beta, record):
+    L, P = len(Ws), e.shape[1]
+    g_last = float(config.gamma0) * M ** float(-config.gamma_bar_last)
+    g_hidden = M ** float(-config.gamma_bar_hidden)
+    ratio = g_last / g_hidden
+    back = _backward_maps(Ws)
+    c_gamma = ratio * sum(back[l].T @ back[l] for l in range(1, L))
+    delta = config.gamma_bar_last - config.gamma_bar_hidden
+    record["c_gamma_scaled"] = c_gamma * M ** float(1 + delta)
+    eps_out = -np.linalg.solve(np.eye(e.shape[0]) + c_gamma, e)
+    eps = [None] + [ratio * back[l] @ eps_out for l in range(1, L)] + [eps_out]
+    vs = [hs[0]]
+    for l in range(1, L):
+        vs.append(Ws[l - 1] @ vs[-1] + eps[l])
+    grads = []
+    for l in range(1, L + 1):
+        gamma = g_hidden if l < L else (g_last if config.last_layer_gamma else 1.0)
+        grads.append(lrs[l - 1] * gamma / P * eps[l] @ vs[l - 1].T)
+    gd = [-(back[l] @ e) @ hs[l - 1].T for l in range(1, L + 1)]
+    pc = [eps[l] @ vs[l - 1].T for l in range(1, L + 1)]
+    record["pc_cos_gd"] = np.array([_cos(a, b) for a, b in zip(pc, gd, strict=True)])
+    return grads
+
+
+def _tp(Ws, hs, e, y, config, *, M, lrs, beta, record):
+    L, P = len(Ws), e.shape[1]
+    mu = float(config.mu0) * M ** float(-config.mu_bar)
+    difference = config.method == "dtp"
+    targets = [None] * (L + 1)
+    targets[L] = hs[L] - beta * e
+    for l in range(L, 1, -1):
+        H = hs[l]
+        signal = targets[l] - H if difference else targets[l]
+        coef = np.linalg.solve(H.T @ H + mu * np.eye(P), H.T @ signal)
+        targets[l - 1] = hs[l - 1] @ coef + (hs[l - 1] if difference else 0.0)
+    return [
+        lrs[l - 1] / P * (targets[l] - hs[l]) @ hs[l - 1].T for l in range(1, L + 1)
+    ]
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.sum(a * b) / np.sqrt(np.sum(a * a) * np.sum(b * b)))

@@ -1,0 +1,201 @@
+"""PC at the inference equilibrium in the limit, and its first-order / GN interpolation.
+
+For a linear network with energy E = sum_l (gamma_l / 2) ||v_l - W_l v_{l-1}||^2,
+v_0 = x and v_L = y, stationarity gives eps_l = (gamma_L / gamma_l) W_{L:l+1}^T eps_L
+and (I + C_gamma) eps_L = -e with C_gamma = sum_{l<L} (gamma_L / gamma_l)
+W_{L:l+1} W_{L:l+1}^T (THEORY section 6). With gamma_L / gamma_l = gamma0 M^{-delta}
+and B_l = M W_{L:l+1}^T (Theta(1) coordinates under b_L = 1):
+
+    M^{1+delta} C_gamma  ->  C_hat := gamma0 sum_{l<L} B_l^T B_l          (C x C)
+    eps_L -> -(I + [delta = -1] C_hat)^{-1} e
+    v_l - h_l -> gamma0 [delta = -1] T_l eps_L,  T_1 = B_1,  T_l = W_l T_{l-1} + B_l
+
+PC's weight update of layer l points along sum_p (B_l eps_L^p) (v_{l-1}^p)^T. Two
+reference directions at the same state:
+
+- first order (GD): -sum_p (B_l e^p) (h_{l-1}^p)^T, BP's gradient step;
+- Gauss-Newton (GN): PC's gamma0 -> infinity end at delta = -1, where
+  gamma0 eps_L -> -S^{-1} e with S = sum_{l<L} B_l^T B_l (the Gauss-Newton matrix
+  of the output with respect to all hidden activities), i.e.
+  sum_p (B_l eps_GN^p) (h_{l-1}^p + T_{l-1} eps_GN^p)^T, eps_GN = -S^{-1} e.
+  For one hidden layer its first-layer update is exactly the Gauss-Newton-target
+  update of Meulemans et al. with zero damping.
+
+Cosines are Frobenius cosines per layer, computed from limiting inner products:
+<sum a_p b_p^T, sum c_q d_q^T> = sum_pq <a_p, c_q> <b_p, d_q>.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from muptheory.errors import InvalidInputError, UnsupportedError
+from muptheory.limits.program import add
+from muptheory.limits.state import LimitState
+from muptheory.methods import MethodConfig
+
+
+@dataclass
+class PCGeometry:
+    """Everything about a state that does not depend on gamma0.
+
+    Attributes:
+        forward: A_l (n_l x r), l = 0..L-1 (A_0 = I_r).
+        output: F (C x r).
+        back: B_l (n_l x C), l = 1..L-1; back[L] = I_C.
+        kernels: B_l^T B_l, the backward kernels M W_{L:l+1} W_{L:l+1}^T (C x C).
+        transfer: T_l (n_l x C), l = 1..L-1 (T_0 = 0), the activity-shift maps.
+    """
+
+    forward: list[np.ndarray]
+    output: np.ndarray
+    back: list[np.ndarray | None]
+    kernels: list[np.ndarray]
+    transfer: list[np.ndarray | None]
+
+
+@dataclass
+class PCEquilibrium:
+    """PC's equilibrium in the limit at one state and one gamma0.
+
+    Attributes:
+        c_gamma_scaled: lim M^{1+delta} C_gamma = gamma0 sum_l B_l^T B_l (C x C).
+        c_gamma: lim C_gamma (zero unless delta = -1).
+        eps_out: eps_L per training point, (C, P).
+        back: B_l per layer (see ``PCGeometry``).
+        activities: v_l (n_l x P) for l = 0..L-1 (v_0 = z, inputs in the basis).
+        cos_gd, cos_gn: per-layer cosines (L,) of PC's update with the GD and GN
+            directions; cos_gn is None when S is not computed.
+        grad_norms: per-layer Frobenius norms of sum_p (B_l eps^p) (v^p)^T in limit
+            units (hidden layers: per M; last: per sqrt(M); first: per sqrt(M)).
+    """
+
+    c_gamma_scaled: np.ndarray
+    c_gamma: np.ndarray
+    eps_out: np.ndarray
+    back: list
+    activities: list
+    cos_gd: np.ndarray
+    cos_gn: np.ndarray | None
+    grad_norms: np.ndarray
+
+
+def pc_geometry(state: LimitState) -> PCGeometry:
+    """Forward, backward and transfer maps of a state (gamma0-independent)."""
+    forward, output = state.forward_maps()
+    back = state.backward_maps()
+    L = state.depth
+    kernels = [state.inner(l, back[l], back[l]) for l in range(1, L)]
+    transfer: list[np.ndarray | None] = [None] * L
+    transfer[1] = back[1]
+    for layer in range(2, L):
+        transfer[layer] = add(state.apply(layer, transfer[layer - 1]), back[layer])
+    return PCGeometry(forward, output, back, kernels, transfer)
+
+
+def pc_equilibrium(
+    state: LimitState,
+    config: MethodConfig,
+    z_train: np.ndarray,
+    y_train: np.ndarray,
+    *,
+    gamma0: float | None = None,
+    geometry: PCGeometry | None = None,
+    need_shifts: bool = False,
+    with_gn: bool = False,
+) -> PCEquilibrium:
+    """PC's limiting equilibrium quantities at ``state`` (see module docstring).
+
+    Args:
+        state: a limit state whose output layer has b_L = 1.
+        config: a PC config (gamma0, gamma_bar_hidden, gamma_bar_last).
+        z_train: training inputs in the state's input basis, (P, r).
+        y_train: targets, (P, C).
+        gamma0: overrides ``config.gamma0``.
+        geometry: a precomputed ``pc_geometry(state)``.
+        need_shifts: unused flag kept for callers that only need activities.
+        with_gn: also compute the cosine with the Gauss-Newton direction.
+    """
+    del need_shifts
+    if config.method != "pc":
+        raise InvalidInputError(
+            f"pc_equilibrium needs a PC config, got {config.method!r}"
+        )
+    delta = config.gamma_bar_last - config.gamma_bar_hidden
+    if delta < -1:
+        raise UnsupportedError(
+            f"gamma_bar_last - gamma_bar_hidden = {delta} < -1 is outside the engine"
+        )
+    gamma0 = float(config.gamma0 if gamma0 is None else gamma0)
+    if not (np.isfinite(gamma0) and gamma0 > 0):
+        raise InvalidInputError(f"gamma0 must be a positive number, got {gamma0!r}")
+    geo = pc_geometry(state) if geometry is None else geometry
+    L = state.depth
+    z = z_train.T
+    e = geo.output @ z - y_train.T  # (C, P)
+    summed = sum(geo.kernels)
+    c_scaled = gamma0 * summed
+    shifts = delta == -1
+    c_gamma = c_scaled if shifts else np.zeros_like(c_scaled)
+    eps = -np.linalg.solve(np.eye(e.shape[0]) + c_gamma, e)
+
+    hidden = [geo.forward[l] @ z for l in range(L)]
+    activities = [hidden[0]] + [
+        _shifted(hidden[l], geo.transfer[l], gamma0 * eps) if shifts else hidden[l]
+        for l in range(1, L)
+    ]
+    pc_dir = _directions(geo, eps, activities)
+    gd_dir = _directions(geo, -e, hidden)
+    cos_gd = _cosines(state, pc_dir, gd_dir)
+    cos_gn = None
+    if with_gn:
+        eps_gn = -_solve_gn(summed, e)
+        gn_acts = [hidden[0]] + [
+            _shifted(hidden[l], geo.transfer[l], eps_gn) for l in range(1, L)
+        ]
+        cos_gn = _cosines(state, pc_dir, _directions(geo, eps_gn, gn_acts))
+    norms = np.sqrt([_frobenius(state, l, d, d) for l, d in enumerate(pc_dir, 1)])
+    return PCEquilibrium(
+        c_scaled, c_gamma, eps, geo.back, activities, cos_gd, cos_gn, norms
+    )
+
+
+def _shifted(h: np.ndarray, transfer: np.ndarray, eps: np.ndarray) -> np.ndarray:
+    return add(h, transfer @ eps)
+
+
+def _solve_gn(summed: np.ndarray, e: np.ndarray) -> np.ndarray:
+    values = np.linalg.eigvalsh(summed)
+    if values[0] <= 1e-12 * max(values[-1], 1e-300):
+        raise InvalidInputError(
+            "the Gauss-Newton matrix sum_l M W_{L:l+1} W_{L:l+1}^T is singular; the "
+            "Gauss-Newton end is undefined at this state"
+        )
+    return np.linalg.solve(summed, e)
+
+
+def _directions(geo: PCGeometry, eps: np.ndarray, acts: list) -> list[tuple]:
+    """Per layer l = 1..L the factor pair (left, right) of sum_p left_p right_p^T."""
+    L = len(geo.back) - 1
+    return [(geo.back[l] @ eps, acts[l - 1]) for l in range(1, L + 1)]
+
+
+def _frobenius(state: LimitState, layer: int, a: tuple, b: tuple) -> float:
+    left = state.inner(layer, a[0], b[0])
+    right = state.inner(layer - 1, a[1], b[1])
+    return float(np.sum(left * right))
+
+
+def _cosines(state: LimitState, first: list, second: list) -> np.ndarray:
+    out = []
+    for layer, (a, b) in enumerate(zip(first, second, strict=True), 1):
+        norm = np.sqrt(_frobenius(state, layer, a, a) * _frobenius(state, layer, b, b))
+        if norm == 0.0:
+            raise InvalidInputError(
+                f"the layer-{layer} update is zero at this state (zero error); the "
+                "cosine is undefined"
+            )
+        out.append(min(1.0, max(-1.0, _frobenius(state, layer, a, b) / norm)))
+    return np.array(out)
