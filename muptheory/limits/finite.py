@@ -146,15 +146,15 @@ def _backward_maps(Ws):
     L = len(Ws)
     maps = [None] * (L + 1)
     maps[L] = np.eye(Ws[-1].shape[0])
-    for l in range(L, 0, -1):
-        maps[l - 1] = Ws[l - 1].T @ maps[l]
+    for k in range(L, 0, -1):
+        maps[k - 1] = Ws[k - 1].T @ maps[k]
     return maps
 
 
 def _bp(Ws, hs, e, y, config, *, M, lrs, beta, record):
     P = e.shape[1]
     back = _backward_maps(Ws)
-    return [-lrs[l] / P * (back[l + 1] @ e) @ hs[l].T for l in range(len(Ws))]
+    return [-lrs[k] / P * (back[k + 1] @ e) @ hs[k].T for k in range(len(Ws))]
 
 
 def _pc(Ws, hs, e, y, config, *, M, lrs, beta, record):
@@ -163,20 +163,20 @@ def _pc(Ws, hs, e, y, config, *, M, lrs, beta, record):
     g_hidden = M ** float(-config.gamma_bar_hidden)
     ratio = g_last / g_hidden
     back = _backward_maps(Ws)
-    c_gamma = ratio * sum(back[l].T @ back[l] for l in range(1, L))
+    c_gamma = ratio * sum(back[k].T @ back[k] for k in range(1, L))
     delta = config.gamma_bar_last - config.gamma_bar_hidden
     record["c_gamma_scaled"] = c_gamma * M ** float(1 + delta)
     eps_out = -np.linalg.solve(np.eye(e.shape[0]) + c_gamma, e)
-    eps = [None] + [ratio * back[l] @ eps_out for l in range(1, L)] + [eps_out]
+    eps = [None] + [ratio * back[k] @ eps_out for k in range(1, L)] + [eps_out]
     vs = [hs[0]]
-    for l in range(1, L):
-        vs.append(Ws[l - 1] @ vs[-1] + eps[l])
+    for k in range(1, L):
+        vs.append(Ws[k - 1] @ vs[-1] + eps[k])
     grads = []
-    for l in range(1, L + 1):
-        gamma = g_hidden if l < L else (g_last if config.last_layer_gamma else 1.0)
-        grads.append(lrs[l - 1] * gamma / P * eps[l] @ vs[l - 1].T)
-    gd = [-(back[l] @ e) @ hs[l - 1].T for l in range(1, L + 1)]
-    pc = [eps[l] @ vs[l - 1].T for l in range(1, L + 1)]
+    for k in range(1, L + 1):
+        gamma = g_hidden if k < L else (g_last if config.last_layer_gamma else 1.0)
+        grads.append(lrs[k - 1] * gamma / P * eps[k] @ vs[k - 1].T)
+    gd = [-(back[k] @ e) @ hs[k - 1].T for k in range(1, L + 1)]
+    pc = [eps[k] @ vs[k - 1].T for k in range(1, L + 1)]
     record["pc_cos_gd"] = np.array([_cos(a, b) for a, b in zip(pc, gd, strict=True)])
     return grads
 
@@ -187,13 +187,13 @@ def _tp(Ws, hs, e, y, config, *, M, lrs, beta, record):
     difference = config.method == "dtp"
     targets = [None] * (L + 1)
     targets[L] = hs[L] - beta * e
-    for l in range(L, 1, -1):
-        H = hs[l]
-        signal = targets[l] - H if difference else targets[l]
+    for k in range(L, 1, -1):
+        H = hs[k]
+        signal = targets[k] - H if difference else targets[k]
         coef = np.linalg.solve(H.T @ H + mu * np.eye(P), H.T @ signal)
-        targets[l - 1] = hs[l - 1] @ coef + (hs[l - 1] if difference else 0.0)
+        targets[k - 1] = hs[k - 1] @ coef + (hs[k - 1] if difference else 0.0)
     return [
-        lrs[l - 1] / P * (targets[l] - hs[l]) @ hs[l - 1].T for l in range(1, L + 1)
+        lrs[k - 1] / P * (targets[k] - hs[k]) @ hs[k - 1].T for k in range(1, L + 1)
     ]
 
 

@@ -87,7 +87,7 @@ def pc_geometry(state: LimitState) -> PCGeometry:
     forward, output = state.forward_maps()
     back = state.backward_maps()
     L = state.depth
-    kernels = [state.inner(l, back[l], back[l]) for l in range(1, L)]
+    kernels = [state.inner(k, back[k], back[k]) for k in range(1, L)]
     transfer: list[np.ndarray | None] = [None] * L
     transfer[1] = back[1]
     for layer in range(2, L):
@@ -141,10 +141,10 @@ def pc_equilibrium(
     c_gamma = c_scaled if shifts else np.zeros_like(c_scaled)
     eps = -np.linalg.solve(np.eye(e.shape[0]) + c_gamma, e)
 
-    hidden = [geo.forward[l] @ z for l in range(L)]
+    hidden = [geo.forward[k] @ z for k in range(L)]
     activities = [hidden[0]] + [
-        _shifted(hidden[l], geo.transfer[l], gamma0 * eps) if shifts else hidden[l]
-        for l in range(1, L)
+        _shifted(hidden[k], geo.transfer[k], gamma0 * eps) if shifts else hidden[k]
+        for k in range(1, L)
     ]
     pc_dir = _directions(geo, eps, activities)
     gd_dir = _directions(geo, -e, hidden)
@@ -153,10 +153,10 @@ def pc_equilibrium(
     if with_gn:
         eps_gn = -_solve_gn(summed, e)
         gn_acts = [hidden[0]] + [
-            _shifted(hidden[l], geo.transfer[l], eps_gn) for l in range(1, L)
+            _shifted(hidden[k], geo.transfer[k], eps_gn) for k in range(1, L)
         ]
         cos_gn = _cosines(state, pc_dir, _directions(geo, eps_gn, gn_acts))
-    norms = np.sqrt([_frobenius(state, l, d, d) for l, d in enumerate(pc_dir, 1)])
+    norms = np.sqrt([_frobenius(state, k, d, d) for k, d in enumerate(pc_dir, 1)])
     return PCEquilibrium(
         c_scaled, c_gamma, eps, geo.back, activities, cos_gd, cos_gn, norms
     )
@@ -179,7 +179,7 @@ def _solve_gn(summed: np.ndarray, e: np.ndarray) -> np.ndarray:
 def _directions(geo: PCGeometry, eps: np.ndarray, acts: list) -> list[tuple]:
     """Per layer l = 1..L the factor pair (left, right) of sum_p left_p right_p^T."""
     L = len(geo.back) - 1
-    return [(geo.back[l] @ eps, acts[l - 1]) for l in range(1, L + 1)]
+    return [(geo.back[k] @ eps, acts[k - 1]) for k in range(1, L + 1)]
 
 
 def _frobenius(state: LimitState, layer: int, a: tuple, b: tuple) -> float:

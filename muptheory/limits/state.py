@@ -65,10 +65,10 @@ class LimitState:
         self.sigma = float(sigma)
         self._rng = rng
         # spaces[l] for hidden layers l = 1..L-1 (index 0 unused)
-        self.spaces = [None] + [Space(f"layer {l}") for l in range(1, depth)]
+        self.spaces = [None] + [Space(f"layer {k}") for k in range(1, depth)]
         self.mats = {
-            l: GaussianMatrix(self.spaces[l - 1], self.spaces[l], sigma)
-            for l in range(2, depth)
+            k: GaussianMatrix(self.spaces[k - 1], self.spaces[k], sigma)
+            for k in range(2, depth)
         }
         first = self.spaces[1].allocate(self.rank)
         self._a1 = np.zeros((self.rank, self.rank))
@@ -78,10 +78,10 @@ class LimitState:
         self._xi = np.zeros((0, n_outputs))
         # accumulated updates: layer -> [left, right] arrays (columns = pairs)
         self._left: dict[int, np.ndarray | None] = {
-            l: None for l in range(1, depth + 1)
+            k: None for k in range(1, depth + 1)
         }
         self._right: dict[int, np.ndarray | None] = {
-            l: None for l in range(1, depth + 1)
+            k: None for k in range(1, depth + 1)
         }
         if scales.output_init == "xi" and output_map0 is not None:
             self._fix_xi(np.asarray(output_map0, dtype=float))
@@ -99,7 +99,7 @@ class LimitState:
         return self.spaces[layer].inner(a, b)
 
     def basis_sizes(self) -> list[int]:
-        return [self.spaces[l].size for l in range(1, self.depth)]
+        return [self.spaces[k].size for k in range(1, self.depth)]
 
     # -- weights --------------------------------------------------------------------
 
