@@ -1,7 +1,196 @@
-"""Sub-commands of the simulate engine (filled in by its issue)."""
+"""Sub-commands of the simulate engine: ``coordcheck``.
+
+``muptheory coordcheck METHOD --param NAME`` trains the method's MLP at several widths,
+fits the width exponent of each layer's coordinate sizes and prints them beside the
+exponents the symbolic engine predicts (``--json`` for the machine-readable form,
+``--plot FILE`` for the PNG panels). ``--param mup`` means the method's own derived
+muP except for BP with SGD, where it is the SGD preset.
+"""
 
 from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+
+from muptheory.cli.common import (
+    add_method_argument,
+    add_method_options,
+    add_subcommand,
+    atomic_write_bytes,
+    method_config,
+    print_json,
+)
+
+_EPILOG = """\
+exponent overrides (--a, --b, --c) take three values, first / hidden / last, in the
+fan-in convention, and replace the named parameterization's row.
+
+examples:
+  muptheory coordcheck pc --param mup --data digits --json
+  muptheory coordcheck bp --param sp --widths 64 128 256 512 --steps 2 --plot sp.png
+  muptheory coordcheck tp --param mup --b 1/2 1/2 1 --activation tanh
+"""
 
 
 def register(subparsers) -> None:
     """Add this module's sub-commands to the parser."""
+    parser = add_subcommand(
+        subparsers,
+        "coordcheck",
+        help="measure width exponents of a trained MLP and compare with theory",
+    )
+    parser.epilog = _EPILOG
+    add_method_argument(parser)
+    parser.add_argument(
+        "--param",
+        default="mup",
+        metavar="NAME",
+        help="parameterization preset (sp, sp-lr1/m, ntk, mup, mean-field); "
+        "mup = the method's own derived muP (default mup)",
+    )
+    for letter, what in (("a", "multiplier"), ("b", "init"), ("c", "learning-rate")):
+        parser.add_argument(
+            f"--{letter}",
+            nargs=3,
+            metavar=(f"{letter.upper()}1", f"{letter.upper()}H", f"{letter.upper()}L"),
+            help=f"override the {what} exponents (first hidden last)",
+        )
+    run = parser.add_argument_group("training and fit")
+    run.add_argument(
+        "--widths",
+        nargs="+",
+        type=int,
+        metavar="M",
+        help="hidden widths (default 64 128 256 512 1024 2048)",
+    )
+    run.add_argument("--steps", type=int, default=3, help="training steps (default 3)")
+    run.add_argument("--seeds", type=int, default=3, help="seeds per width (default 3)")
+    run.add_argument(
+        "--data",
+        default="digits",
+        metavar="NAME|PATH",
+        help="digits, mnist5k, synthetic or a directory of IDX files (default digits)",
+    )
+    run.add_argument("--depth", type=int, default=3, help="weight layers L (default 3)")
+    run.add_argument(
+        "--activation",
+        default="tanh",
+        choices=("linear", "tanh", "relu"),
+        help="nonlinearity (default tanh)",
+    )
+    run.add_argument("--lr", type=float, default=0.1, help="base learning rate (0.1)")
+    run.add_argument("--batch-size", type=int, default=32, help="batch size (32)")
+    run.add_argument(
+        "--dtype", default="float32", choices=("float32", "float64"), help="precision"
+    )
+    run.add_argument(
+        "--fit-widths",
+        type=int,
+        default=4,
+        metavar="K",
+        help="fit the widest K widths (default 4)",
+    )
+    out = parser.add_argument_group("output")
+    out.add_argument(
+        "--json", action="store_true", help="print JSON instead of a table"
+    )
+    out.add_argument(
+        "--plot", metavar="FILE", help="write the coord-check panels (PNG)"
+    )
+    out.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_method_options(parser)
+    parser.set_defaults(run=run_coordcheck)
+
+
+def run_coordcheck(args: argparse.Namespace) -> int:
+    """Run a coord check as the arguments say; print the table or JSON."""
+    from muptheory.data import load_dataset
+    from muptheory.simulate.coordcheck import (
+        DEFAULT_WIDTHS,
+        CoordCheckSettings,
+        coord_check,
+    )
+
+    config = method_config(args)
+    settings = CoordCheckSettings(
+        widths=tuple(args.widths) if args.widths else DEFAULT_WIDTHS,
+        seeds=args.seeds,
+        steps=args.steps,
+        depth=args.depth,
+        activation=args.activation,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        dtype=args.dtype,
+        fit_widths=args.fit_widths,
+    )
+    param = resolve_parameterization(args.param, config, a=args.a, b=args.b, c=args.c)
+    data = load_dataset(args.data, seed=0)
+    predicted = _predictions(config, param, settings.depth)
+
+    from tqdm import tqdm
+
+    total = len(settings.widths) * settings.steps
+    with tqdm(
+        total=total,
+        desc=f"coordcheck {config.method}",
+        unit="step",
+        file=sys.stderr,
+        disable=True if args.no_progress else None,
+        leave=False,
+    ) as bar:
+        result = coord_check(
+            config,
+            param,
+            data,
+            settings=settings,
+            predicted=predicted,
+            progress=bar.update,
+        )
+
+    if args.plot:
+        from muptheory.simulate.plot import coord_check_png
+
+        atomic_write_bytes(args.plot, coord_check_png(result))
+    if args.json:
+        print_json(result.to_json())
+    else:
+        print(param.describe())
+        print(
+            f"method {config.method}, data {result.data_name}, widths {result.widths}"
+        )
+        print(result.table())
+        verdict = "all agree" if result.all_agree else "some quantities DISAGREE"
+        print(f"\n{verdict} (fit on the widest {settings.fit_widths} widths)")
+    return 0
+
+
+def resolve_parameterization(name: str, config, *, a=None, b=None, c=None):
+    """The named parameterization with exponent overrides applied.
+
+    ``mup`` is the SGD preset for BP with SGD and the method's own derived muP
+    (``muptheory.symbolic.derive_mup``) for every other method or optimizer.
+    """
+    from muptheory.parameterization import LayerExponents, preset
+
+    key = name.strip().lower()
+    if key in ("mup", "mu-p") and not (
+        config.method == "bp" and config.optimizer == "sgd"
+    ):
+        from muptheory.symbolic import derive_mup
+
+        param = derive_mup(config).parameterization.to("fan_in")
+    else:
+        param = preset(name)
+    overrides = {
+        k: LayerExponents.of(v) for k, v in (("a", a), ("b", b), ("c", c)) if v
+    }
+    if overrides:
+        param = replace(param, name=f"{param.name or name}+overrides", **overrides)
+    return param
+
+
+def _predictions(config, param, depth: int):
+    from muptheory.symbolic import coord_exponents
+
+    return coord_exponents(config, param, depth=depth)

@@ -133,6 +133,7 @@ class QuantityFit:
         predicted_exponent: the engine's exponent (None: no prediction).
         agrees: whether they match (None without a prediction).
         widths: the widths the fit used.
+        diverged: True when divergences left fewer than two widths to fit.
     """
 
     name: str
@@ -144,6 +145,7 @@ class QuantityFit:
     predicted_exponent: Fraction | None
     agrees: bool | None
     widths: list[int]
+    diverged: bool = False
 
     def to_json(self) -> dict:
         pred = self.predicted_exponent
@@ -157,6 +159,7 @@ class QuantityFit:
             "predicted_exponent": None if pred is None else format_exponent(pred),
             "agrees": bool(self.agrees) if self.agrees is not None else False,
             "fit_widths": self.widths,
+            "diverged": self.diverged,
         }
 
 
@@ -233,6 +236,9 @@ class CoordCheckResult:
                 else format_exponent(fit.predicted_exponent)
             )
             verdict = {True: "agree", False: "DISAGREE", None: "-"}[fit.agrees]
+            if fit.diverged:
+                verdict = "diverged"
+
             rows.append(
                 f"{fit.name:<10}{fit.layer:>6}{fit.step:>6}{measured:>10}{ci:>18}"
                 f"{pred:>11}  {verdict}"
@@ -490,6 +496,7 @@ def fit_all(
                         pred,
                         False if pred is not None else None,
                         [int(w) for w in widths[chosen]],
+                        diverged=chosen.size < 2,
                     )
                 )
                 continue

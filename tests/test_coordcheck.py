@@ -1,0 +1,268 @@
+"""Coord checks: slope fitting, measured exponents on small widths, divergence, CLI.
+
+Expected exponents are written by hand from THEORY.md and Tensor Programs IV:
+
+- BP/SGD under muP: every change is Theta(1) (exponent 0) and the output at init is
+  a CLT sum with weights of size 1/M, exponent -1/2.
+- BP/SGD under SP (c = 0), linear network, first step: the last layer's update is a
+  correlated sum of M terms (exponent 1); the hidden update carries W_L^T e ~ M^{-1/2}
+  times a correlated sum (exponent 1/2); the first layer sees only M^{-1/2}.
+- DTP with b_L = 1: the target displacement e F^T K^{-1} H is proportional to the
+  output at init, M^{-1/2}, so hidden features move like M^{-1/2} (THEORY.md 5).
+"""
+
+import json
+import subprocess
+import sys
+import warnings
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from muptheory.cli import main
+from muptheory.methods import MethodConfig
+from muptheory.parameterization import Parameterization, preset
+from muptheory.simulate import CoordCheckSettings, coord_check, fit_exponent, train
+from muptheory.simulate.coordcheck import agrees
+
+
+class Data:
+    """Synthetic standardized inputs and one-hot targets (independent of data.py)."""
+
+    def __init__(self, n=256, d=16, c=4, seed=0):
+        rng = np.random.default_rng(seed)
+        self.x_train = rng.standard_normal((n, d))
+        self.y_train = np.eye(c)[rng.integers(0, c, n)]
+        self.x_test, self.y_test = self.x_train[:64], self.y_train[:64]
+        self.name = "synthetic-test"
+
+
+def mup_sgd_exponents(depth):
+    pred = {("f", depth): Fraction(-1, 2), ("delta_f", depth): Fraction(0)}
+    for layer in range(1, depth):
+        pred[("h", layer)] = pred[("delta_h", layer)] = Fraction(0)
+    for layer in range(1, depth + 1):
+        pred[("update", layer)] = Fraction(0)
+    return pred
+
+
+# -- fitting ---------------------------------------------------------------------------
+
+
+def test_fit_recovers_a_known_slope_with_an_interval_over_seeds():
+    rng = np.random.default_rng(0)
+    widths = np.array([64, 128, 256, 512])
+    values = 3.0 * widths[:, None] ** -0.5 * np.exp(0.05 * rng.standard_normal((4, 5)))
+    slope, low, high = fit_exponent(widths, values)
+    assert low < -0.5 < high
+    assert abs(slope + 0.5) < 0.1
+    assert high - low < 0.2
+
+
+def test_fit_with_one_seed_uses_the_regression_error():
+    widths = np.array([64, 128, 256])
+    values = (widths**1.0 * np.array([1.0, 1.1, 0.95]))[:, None]
+    slope, low, high = fit_exponent(widths, values)
+    assert low < slope < high
+    assert abs(slope - 1.0) < 0.1
+
+
+def test_zero_or_nan_seeds_are_dropped_from_a_fit():
+    widths = np.array([64, 128, 256])
+    values = np.stack([widths**0.5, [1.0, np.nan, 2.0], [0.0, 1.0, 1.0]], axis=1)
+    slope, low, high = fit_exponent(widths, values)
+    assert slope == pytest.approx(0.5) and low == high == pytest.approx(0.5)
+    assert fit_exponent(widths, np.full((3, 2), np.nan)) is None
+
+
+def test_agreement_rule_uses_the_interval_or_the_tolerance():
+    assert agrees(0.1, 0.05, 0.15, Fraction(0), tolerance=0.15)
+    assert not agrees(0.2, 0.15, 0.25, Fraction(0), tolerance=0.15)
+    assert agrees(0.4, -0.1, 0.9, Fraction(0), tolerance=0.15)
+
+
+# -- measured exponents ------------------------------------------------------------------
+
+
+def test_bp_sgd_mup_exponents_are_width_independent():
+    settings = CoordCheckSettings(
+        widths=(32, 64, 128, 256), seeds=3, steps=2, depth=3, lr=0.1, fit_widths=4
+    )
+    result = coord_check(
+        MethodConfig.create("bp"),
+        preset("mup"),
+        Data(),
+        settings=settings,
+        predicted=mup_sgd_exponents(3),
+    )
+    assert result.diverged == []
+    assert result.all_agree, result.table()
+    for fit in result.fits:  # tolerance 0.2 on every slope, tighter than "agrees"
+        assert abs(fit.measured_exponent - float(fit.predicted_exponent)) < 0.2
+
+
+def test_sp_with_constant_learning_rate_grows_with_the_predicted_slopes():
+    settings = CoordCheckSettings(
+        widths=(64, 128, 256, 512),
+        seeds=3,
+        steps=1,
+        depth=3,
+        activation="linear",
+        lr=0.01,
+    )
+    result = coord_check(
+        MethodConfig.create("bp"), preset("sp"), Data(), settings=settings, predicted={}
+    )
+    slope = {(f.name, f.layer): f.measured_exponent for f in result.fits}
+    assert slope[("update", 3)] == pytest.approx(1.0, abs=0.2)
+    assert slope[("delta_f", 3)] == pytest.approx(1.0, abs=0.2)
+    assert slope[("update", 2)] == pytest.approx(0.5, abs=0.25)
+    assert slope[("delta_h", 2)] == pytest.approx(0.5, abs=0.25)
+    assert slope[("update", 1)] == pytest.approx(-0.5, abs=0.3)
+
+
+def test_dtp_with_last_layer_b_one_shrinks_feature_changes():
+    def hidden_change_slopes(b_last):
+        param = Parameterization(b=("1/2", "1/2", b_last), c=(0, 1, 1))
+        settings = CoordCheckSettings(
+            widths=(64, 128, 256, 512), seeds=6, steps=1, depth=3, activation="linear"
+        )
+        result = coord_check(
+            MethodConfig.create("dtp"), param, Data(), settings=settings, predicted={}
+        )
+        return [f.measured_exponent for f in result.fits if f.name == "delta_h"]
+
+    for slope in hidden_change_slopes("1/2"):
+        assert slope == pytest.approx(0.0, abs=0.2)
+    for slope in hidden_change_slopes("1"):
+        assert slope == pytest.approx(-0.5, abs=0.25)
+
+
+def test_divergence_is_reported_and_kept_out_of_fits():
+    settings = CoordCheckSettings(
+        widths=(32, 64, 128, 256), seeds=2, steps=4, activation="linear", lr=100.0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "fewer than two widths" where all diverged
+        result = coord_check(
+            MethodConfig.create("bp"),
+            preset("sp"),
+            Data(),
+            settings=settings,
+            predicted=mup_sgd_exponents(3),
+        )
+    assert result.diverged, "SP with a huge learning rate should overflow"
+    for event in result.diverged:
+        assert set(event) == {"width", "seed", "step"}
+        for fit in result.fits:
+            if fit.step >= event["step"]:
+                assert event["width"] not in fit.widths
+    json.dumps(result.to_json(), allow_nan=False)
+
+
+def test_train_reports_divergence_with_width_and_step():
+    data = Data()
+    ok = train(
+        MethodConfig.create("bp"),
+        preset("mup"),
+        width=64,
+        depth=3,
+        data=data,
+        lr=0.05,
+        epochs=2,
+        batch_size=32,
+    )
+    assert not ok.diverged and len(ok.test_accuracy) == 2
+    assert ok.train_loss[-1] < ok.train_loss[0]
+    bad = train(
+        MethodConfig.create("bp"),
+        preset("sp"),
+        width=256,
+        depth=3,
+        data=data,
+        lr=50.0,
+        epochs=3,
+        batch_size=32,
+    )
+    assert bad.diverged and bad.diverged_at == (256, bad.diverged_step)
+    assert all(np.isfinite(bad.step_losses))
+
+
+# -- CLI -------------------------------------------------------------------------------
+
+
+def run_cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "muptheory", "coordcheck", *args],
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    for stem in (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ):
+        (corrupt / stem).write_bytes(b"\x00\x00\x08\x03not an idx file")
+    cases = {
+        "width": ["bp", "--widths", "0", "64"],
+        "steps": ["bp", "--steps", "-1"],
+        "data name": ["bp", "--data", "no-such-data"],
+        "no idx": ["bp", "--data", str(empty), "--param", "sp"],
+        "corrupt idx": ["bp", "--data", str(corrupt), "--param", "sp"],
+        "method": ["xp"],
+        "option": ["bp", "--gamma-bar-last", "-1"],
+    }
+    for what, args in cases.items():
+        result = run_cli(*args)
+        assert result.returncode == 2, (what, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, (what, result.stderr)
+        assert "error" in lines[0]
+
+
+def test_cli_json_has_the_documented_fields(monkeypatch, capsys):
+    import muptheory.cli.simulate as cli_simulate
+    import muptheory.data as data_module
+
+    monkeypatch.setattr(
+        cli_simulate,
+        "_predictions",
+        lambda config, param, depth: mup_sgd_exponents(depth),
+    )
+    monkeypatch.setattr(data_module, "load_dataset", lambda name, seed=0: Data())
+    code = main(
+        [
+            "coordcheck",
+            "bp",
+            "--param",
+            "mup",
+            "--widths",
+            "32",
+            "64",
+            "128",
+            "--steps",
+            "1",
+            "--seeds",
+            "2",
+            "--json",
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["widths"] == [32, 64, 128]
+    assert out["quantities"]
+    for q in out["quantities"]:
+        assert isinstance(q["name"], str) and isinstance(q["layer"], int)
+        assert isinstance(q["step"], int) and isinstance(q["measured_exponent"], float)
+        assert Fraction(q["predicted_exponent"]) in (Fraction(0), Fraction(-1, 2))
+        assert isinstance(q["agrees"], bool)
