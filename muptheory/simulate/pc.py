@@ -124,7 +124,8 @@ def infer(
         return model.result(v, jnp.asarray(1))
 
     def body(_, v):
-        grads = [model.activity_gradient(v, i) for i in range(n_hidden)]
+        errors = [model.error(v, j) for j in range(n_hidden + 1)]
+        grads = [model.activity_gradient(v, i, errors) for i in range(n_hidden)]
         return tuple(v[i] - rate / gammas[i] * grads[i] for i in range(n_hidden))
 
     v = jax.lax.fori_loop(0, config.inference_steps, body, v0)
@@ -181,11 +182,18 @@ class _Energy:
         target = self.y if top else v[j]
         return target - below @ self.Ws[j].T
 
-    def activity_gradient(self, v: Sequence[Array], i: int) -> Array:
-        """dE/dv_{i+1} = gamma eps - gamma_next phi'(v) * (eps_next W_next)."""
+    def activity_gradient(
+        self, v: Sequence[Array], i: int, errors: Sequence[Array] | None = None
+    ) -> Array:
+        """dE/dv_{i+1} = gamma eps - gamma_next phi'(v) * (eps_next W_next).
+
+        ``errors`` (all eps_1..eps_L at ``v``) saves recomputing them.
+        """
         slope = self.dphi(self.ff.pre[i] if self.fpa else v[i])
-        upper = self.error(v, i + 1) @ self.Ws[i + 1]
-        return self.gammas[i] * self.error(v, i) - self.gammas[i + 1] * slope * upper
+        here = self.error(v, i) if errors is None else errors[i]
+        above = self.error(v, i + 1) if errors is None else errors[i + 1]
+        upper = above @ self.Ws[i + 1]
+        return self.gammas[i] * here - self.gammas[i + 1] * slope * upper
 
     def result(self, v: Sequence[Array], iterations: Array) -> PCInference:
         errors = tuple(self.error(v, j) for j in range(len(self.Ws)))
