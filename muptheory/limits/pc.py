@@ -27,6 +27,7 @@ Cosines are Frobenius cosines per layer, computed from limiting inner products:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -199,3 +200,84 @@ def _cosines(state: LimitState, first: list, second: list) -> np.ndarray:
             )
         out.append(min(1.0, max(-1.0, _frobenius(state, layer, a, b) / norm)))
     return np.array(out)
+
+
+@dataclass
+class Interpolation:
+    """PC's cosines with GD and GN as gamma0 varies, at one trained limit state.
+
+    Attributes:
+        gamma0: the gamma0 values.
+        cos_gd, cos_gn: per-layer cosines, shape (len(gamma0), L).
+        gn_matrix_eigs: eigenvalues of S = sum_l M W_{L:l+1} W_{L:l+1}^T at the
+            state; a spread (anisotropy) is what lets the two ends differ.
+        train_steps: BP steps (in the limit, under muP) that made the state.
+    """
+
+    gamma0: np.ndarray
+    cos_gd: np.ndarray
+    cos_gn: np.ndarray
+    gn_matrix_eigs: np.ndarray
+    train_steps: int
+
+    def to_json(self) -> dict:
+        """Headline values are the first layer's (its input x is the same for PC,
+        GD and GN, so the cosine compares the error signals alone)."""
+        return {
+            "gamma0": [float(g) for g in self.gamma0],
+            "cos_pc_gd": [float(c) for c in self.cos_gd[:, 0]],
+            "cos_pc_gn": [float(c) for c in self.cos_gn[:, 0]],
+            "cos_pc_gd_by_layer": self.cos_gd.tolist(),
+            "cos_pc_gn_by_layer": self.cos_gn.tolist(),
+            "gn_matrix_eigs": self.gn_matrix_eigs.tolist(),
+            "train_steps": self.train_steps,
+        }
+
+
+def pc_interpolation(
+    task,
+    *,
+    depth: int,
+    gamma0: Sequence[float],
+    train_steps: int = 20,
+    lr: float = 0.05,
+    sigma: float = 1.0,
+) -> Interpolation:
+    """Cosines of PC's update (gamma_bar_last = -1, gamma_bar_hidden = 0) with the GD
+    and GN directions, in the limit, at the state reached by ``train_steps`` BP
+    steps under muP.
+
+    At initialization S = sigma^2 sum_l sigma^{2(L-1-l)} I is a multiple of the
+    identity, every eps_L is parallel to e and all cosines are 1; training makes S
+    anisotropic and the gamma0 dependence appear.
+    """
+    from muptheory.limits.dynamics import input_basis, limit_dynamics, small_blas
+    from muptheory.limits.scaling import maximal_update
+    from muptheory.limits.tasks import Task
+
+    task = Task.of(task)
+    values = np.asarray(gamma0, dtype=float)
+    if (
+        values.ndim != 1
+        or values.size == 0
+        or not np.all(np.isfinite(values) & (values > 0))
+    ):
+        raise InvalidInputError("gamma0 must be a non-empty list of positive numbers")
+    bp = MethodConfig.create("bp")
+    run = limit_dynamics(
+        bp, maximal_update(bp), task, depth=depth, steps=train_steps, lr=lr, sigma=sigma
+    )
+    state = run.state
+    config = MethodConfig.create("pc", gamma_bar_last=-1)
+    z = task.x_train @ input_basis(task)
+    with small_blas():
+        geo = pc_geometry(state)
+        cos_gd, cos_gn = [], []
+        for g in values:
+            eq = pc_equilibrium(
+                state, config, z, task.y_train, gamma0=g, geometry=geo, with_gn=True
+            )
+            cos_gd.append(eq.cos_gd)
+            cos_gn.append(eq.cos_gn)
+    eigs = np.linalg.eigvalsh(sum(geo.kernels))
+    return Interpolation(values, np.array(cos_gd), np.array(cos_gn), eigs, train_steps)
