@@ -1,0 +1,89 @@
+"""TP/DTP with ridge feedback in the limit, and the engine's refusals."""
+
+import numpy as np
+import pytest
+
+from muptheory.errors import DivergedError, InvalidInputError, UnsupportedError
+from muptheory.limits import limit_dynamics, linear_teacher_task, maximal_update
+from muptheory.limits.convergence import convergence
+from muptheory.limits.dynamics import _ridge_solve
+from muptheory.methods import MethodConfig
+from muptheory.parameterization import preset
+
+TASK = linear_teacher_task(input_dim=6, n_outputs=4, n_train=8, n_test=4)
+
+
+@pytest.mark.parametrize("method", ["tp", "dtp"])
+def test_tp_limit_with_coupled_readout_converges_like_inverse_sqrt_width(method):
+    config = MethodConfig.create(method)
+    result = convergence(
+        config,
+        maximal_update(config),
+        TASK,
+        depth=3,
+        steps=5,
+        lr=0.1,
+        widths=[64, 128, 256, 512, 1024],
+        seeds=6,
+        quantities=("f_train", "f_test", "kernels"),
+    )
+    for name, slope in result.slopes.items():
+        assert -0.6 <= slope <= -0.4, (name, slope, result.errors[name])
+
+
+def test_tp_keeps_standard_output_scale_and_learns():
+    # TP's muP has b_L = 1/2: the output at initialization is a random O(1) readout.
+    config = MethodConfig.create("tp")
+    run = limit_dynamics(
+        config, maximal_update(config), TASK, depth=3, steps=30, lr=0.1
+    )
+    assert np.max(np.abs(run.f_train[0])) > 0.1
+    assert run.loss[-1] < 0.5 * run.loss[0]
+
+
+def test_tp_readout_is_fixed_by_the_output_map_at_initialization():
+    config = MethodConfig.create("tp")
+    F0 = np.arange(24.0).reshape(4, 6) / 10
+    run = limit_dynamics(
+        config, maximal_update(config), TASK, depth=3, steps=0, lr=0.1, output_map0=F0
+    )
+    np.testing.assert_allclose(run.f_train[0], TASK.x_train @ F0.T, atol=1e-12)
+
+
+def test_ridge_limit_is_singular_when_the_right_side_leaves_the_range():
+    gram = np.diag([1.0, 0.0])
+    np.testing.assert_allclose(
+        _ridge_solve(gram, 0.0, np.array([[2.0], [0.0]]), layer=2), [[2.0], [0.0]]
+    )
+    with pytest.raises(InvalidInputError, match="singular"):
+        _ridge_solve(gram, 0.0, np.array([[1.0], [1.0]]), layer=2)
+
+
+def test_nonlinear_activation_is_refused():
+    config = MethodConfig.create("bp")
+    with pytest.raises(UnsupportedError, match="linear networks only"):
+        limit_dynamics(
+            config, preset("mup"), TASK, depth=3, steps=1, lr=0.1, activation="tanh"
+        )
+
+
+def test_unstable_parameterization_is_refused():
+    config = MethodConfig.create("pc", gamma_bar_last=-1)
+    with pytest.raises(UnsupportedError, match="grows like M"):
+        limit_dynamics(config, preset("mup"), TASK, depth=3, steps=1, lr=0.1)
+
+
+def test_diverging_steps_raise_instead_of_returning_nan():
+    config = MethodConfig.create("bp")
+    with pytest.raises(DivergedError):
+        limit_dynamics(config, preset("mup"), TASK, depth=3, steps=60, lr=5.0)
+
+
+def test_results_are_finite():
+    for method in ("bp", "pc", "tp", "dtp"):
+        config = MethodConfig.create(method)
+        run = limit_dynamics(
+            config, maximal_update(config), TASK, depth=3, steps=5, lr=0.1
+        )
+        for value in (run.loss, run.f_train, run.f_test, run.kernels):
+            assert np.all(np.isfinite(value))
