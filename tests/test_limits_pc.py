@@ -47,7 +47,7 @@ def test_m_c_gamma_at_init_is_gamma0_sum_of_sigma_powers_times_identity(
         pc, maximal_update(pc), TASK, depth=depth, steps=0, lr=0.1, sigma=sigma
     )
     expected = (
-        gamma0 * sum(sigma ** (2 * (depth - l)) for l in range(1, depth)) * np.eye(4)
+        gamma0 * sum(sigma ** (2 * (depth - k)) for k in range(1, depth)) * np.eye(4)
     )
     np.testing.assert_allclose(run.pc_c_gamma[0], expected, atol=1e-12)
 
