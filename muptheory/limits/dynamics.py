@@ -65,7 +65,7 @@ class LimitTrajectory:
         kernels: feature kernels K_l(x, x') = lim <h_l(x), h_l(x')> on the
             training inputs, (T+1, L-1, P, P), layers 1..L-1.
         pc_cos_gd: PC only: per-layer cosine between PC's update and BP's
-            gradient at each state, (T+1, L); NaN-free, None for other rules.
+            gradient at each state, (T+1, L); None for other rules.
         pc_c_gamma: PC only: lim M^{1+delta} C_gamma at each state, (T+1, C, C).
         basis_sizes: directions per hidden layer at the end (cost indicator).
         state: the final ``LimitState`` (for ``pc_equilibrium``).
@@ -297,7 +297,7 @@ def _pc_step(run: _Runner) -> None:
 
     run.forward()
     state, L, P = run.state, run.state.depth, run.P
-    eq = pc_equilibrium(state, run.config, run.z_train, run.y_train, need_shifts=True)
+    eq = pc_equilibrium(state, run.config, run.z_train, run.y_train)
     gamma0 = run.config.gamma0
     updates = []
     for layer in range(1, L + 1):

@@ -104,7 +104,6 @@ def pc_equilibrium(
     *,
     gamma0: float | None = None,
     geometry: PCGeometry | None = None,
-    need_shifts: bool = False,
     with_gn: bool = False,
 ) -> PCEquilibrium:
     """PC's limiting equilibrium quantities at ``state`` (see module docstring).
@@ -116,10 +115,8 @@ def pc_equilibrium(
         y_train: targets, (P, C).
         gamma0: overrides ``config.gamma0``.
         geometry: a precomputed ``pc_geometry(state)``.
-        need_shifts: unused flag kept for callers that only need activities.
         with_gn: also compute the cosine with the Gauss-Newton direction.
     """
-    del need_shifts
     if config.method != "pc":
         raise InvalidInputError(
             f"pc_equilibrium needs a PC config, got {config.method!r}"
