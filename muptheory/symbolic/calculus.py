@@ -1,0 +1,304 @@
+"""The scaling calculus: coordinate sizes as powers of the width, in exact algebra.
+
+Every vector in one training step of a width-M network has coordinates of a typical
+size M^e, and e is what the calculus tracks. Exponents are linear forms in the
+parameterization's unknowns (sympy symbols such as ``b_last`` or ``c_hidden``), and
+the size of a sum of quantities is governed by the largest term, so a size is the
+maximum of finitely many linear forms: an element of the max-plus (tropical)
+semiring. Multiplying sizes adds exponents; adding quantities takes the maximum.
+
+Sums over an index are sized by one of three rules, and every use names its rule:
+
+- ``fixed``: a sum over a width-independent count (input dimension d, outputs C,
+  batch P) keeps the size of its terms;
+- ``clt``: a sum of M terms whose signs are independent (a fresh random matrix times
+  a vector it has not seen) grows like M^{1/2};
+- ``lln``: a sum of M terms that are correlated (an update built from h applied to
+  h, or W W^T) grows like M.
+
+Quantities that involve an inverse, such as (I + C_gamma)^{-1}, have a size that is
+the negative of the dominant term: that is not a maximum, so the calculus splits
+into *scenarios*, one for each term that may dominate, each with its assumption
+written down. ``Calculation.dominant`` does the split; ``scenarios`` runs a method's
+sizing function once per consistent choice.
+
+Example:
+    >>> calc = Calculation()
+    >>> calc.sum_rule("u", Size.of(-sympy.Symbol("b")), "clt", note="W h").exponent
+    1/2 - b
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import sympy
+
+RULES: dict[str, Fraction] = {
+    "fixed": Fraction(0),
+    "clt": Fraction(1, 2),
+    "lln": Fraction(1),
+}
+RULE_TEXT = {
+    "fixed": "sum over a width-independent count: size unchanged",
+    "clt": "sum of M sign-independent terms (CLT): times M^(1/2)",
+    "lln": "sum of M correlated terms (law of large numbers): times M",
+}
+
+
+Linear = tuple  # (frozenset of (symbol, Fraction) pairs, Fraction constant)
+
+
+def _linear(expr) -> tuple[frozenset, Fraction]:
+    """Split a linear sympy expression (or a number) into coefficients and constant."""
+    if isinstance(expr, Fraction | int):
+        return frozenset(), Fraction(expr)
+    expr = sympy.expand(sympy.sympify(expr))
+    coefficients, constant = {}, Fraction(0)
+    for key, value in expr.as_coefficients_dict().items():
+        value = Fraction(int(sympy.Rational(value).p), int(sympy.Rational(value).q))
+        if key == 1:
+            constant += value
+        elif isinstance(key, sympy.Symbol):
+            coefficients[key] = coefficients.get(key, Fraction(0)) + value
+        else:
+            raise ValueError(f"exponent {expr} is not linear in the unknowns")
+    return frozenset((k, v) for k, v in coefficients.items() if v != 0), constant
+
+
+def _add_linear(x: frozenset, y: frozenset) -> frozenset:
+    total: dict = dict(x)
+    for k, v in y:
+        total[k] = total.get(k, Fraction(0)) + v
+    return frozenset((k, v) for k, v in total.items() if v != 0)
+
+
+def _to_sympy(coefficients: frozenset, constant: Fraction) -> sympy.Expr:
+    out = sympy.Rational(constant.numerator, constant.denominator)
+    for symbol, value in coefficients:
+        out += sympy.Rational(value.numerator, value.denominator) * symbol
+    return out
+
+
+@dataclass(frozen=True)
+class Size:
+    """A coordinate size M^{max(terms)}, the terms linear forms in the unknowns.
+
+    Stored as a map from coefficient vectors to constants: of two forms with the same
+    coefficients the larger constant always wins, so only it is kept.
+    """
+
+    forms: tuple  # sorted ((coefficients, constant), ...)
+
+    @classmethod
+    def _from_map(cls, forms: dict) -> Size:
+        return cls(
+            tuple(
+                sorted(
+                    forms.items(),
+                    key=lambda kv: sympy.default_sort_key(
+                        _to_sympy(kv[0], Fraction(0))
+                    ),
+                )
+            )
+        )
+
+    @classmethod
+    def of(cls, *exponents) -> Size:
+        forms: dict = {}
+        for e in exponents:
+            coefficients, constant = _linear(e)
+            if coefficients not in forms or forms[coefficients] < constant:
+                forms[coefficients] = constant
+        return cls._from_map(forms)
+
+    @classmethod
+    def one(cls) -> Size:
+        return cls.of(0)
+
+    def __mul__(self, other: Size) -> Size:
+        forms: dict = {}
+        for cx, kx in self.forms:
+            for cy, ky in other.forms:
+                coefficients, constant = _add_linear(cx, cy), kx + ky
+                if coefficients not in forms or forms[coefficients] < constant:
+                    forms[coefficients] = constant
+        return Size._from_map(forms)
+
+    def __add__(self, other: Size) -> Size:
+        forms = dict(self.forms)
+        for coefficients, constant in other.forms:
+            if coefficients not in forms or forms[coefficients] < constant:
+                forms[coefficients] = constant
+        return Size._from_map(forms)
+
+    def squared(self) -> Size:
+        """This size squared. Cross terms t_i + t_j never exceed max(2 t_i, 2 t_j),
+        so only the doubled terms are kept."""
+        return Size(
+            tuple((frozenset((k, 2 * v) for k, v in c), 2 * k) for c, k in self.forms)
+        )
+
+    def times_width(self, power) -> Size:
+        """This size times M^power."""
+        shift = Fraction(str(power)) if not isinstance(power, Fraction) else power
+        return Size(tuple((c, k + shift) for c, k in self.forms))
+
+    def inverse_of_single(self) -> Size:
+        """1 / (this size); defined for one-term sizes only."""
+        if len(self.forms) != 1:
+            raise ValueError("only a one-term size has a max-plus inverse")
+        ((coefficients, constant),) = self.forms
+        return Size(((frozenset((k, -v) for k, v in coefficients), -constant),))
+
+    @property
+    def terms(self) -> list[sympy.Expr]:
+        """The linear forms, as sympy expressions."""
+        return [_to_sympy(c, k) for c, k in self.forms]
+
+    @property
+    def exponent(self) -> str:
+        """The exponent written out: ``max(t1, t2, ...)`` or the single term."""
+        terms = [str(t) for t in self.terms]
+        return f"max({', '.join(terms)})" if len(terms) > 1 else terms[0]
+
+    def evaluate(self, values: dict) -> Fraction:
+        """The exponent at concrete values of the unknowns, exactly."""
+        best = None
+        for coefficients, constant in self.forms:
+            v = constant
+            for symbol, coefficient in coefficients:
+                if symbol not in values:
+                    raise ValueError(f"no value given for {symbol}")
+                v += coefficient * _as_fraction(values[symbol])
+            best = v if best is None or v > best else best
+        return best
+
+    def __str__(self) -> str:
+        return str(self.exponent)
+
+
+def _as_fraction(value) -> Fraction:
+    if isinstance(value, Fraction | int):
+        return Fraction(value)
+    value = sympy.Rational(value)
+    return Fraction(int(value.p), int(value.q))
+
+
+def max_of(*sizes: Size) -> Size:
+    """The size of a sum of quantities: the largest of them."""
+    out = sizes[0]
+    for s in sizes[1:]:
+        out = out + s
+    return out
+
+
+@dataclass
+class Step:
+    """One line of a derivation: which quantity, how it was sized, its exponent."""
+
+    key: str
+    label: str
+    rule: str
+    size: Size
+    note: str = ""
+
+    def render(self, values: dict | None = None) -> str:
+        rule = f" [{self.rule}]" if self.rule else ""
+        note = f"  ({self.note})" if self.note else ""
+        exponent = self.size.exponent if values is None else self.size.evaluate(values)
+        return f"{self.label:<40} ~ M^({exponent}){rule}{note}"
+
+
+@dataclass
+class Calculation:
+    """A record of sized quantities, with the scenario choices that shaped them.
+
+    Attributes:
+        steps: every sized quantity in order, for ``--explain``.
+        quantities: the latest size of each named quantity.
+        assumptions: linear forms assumed <= 0 by the scenario (from ``dominant``).
+        assumption_text: one line per assumption, for the explanation.
+    """
+
+    choices: tuple[int, ...] = ()
+    steps: list[Step] = field(default_factory=list)
+    quantities: dict[str, Size] = field(default_factory=dict)
+    assumptions: list[sympy.Expr] = field(default_factory=list)
+    assumption_text: list[str] = field(default_factory=list)
+    branch_sizes: list[int] = field(default_factory=list)
+
+    def record(
+        self, key: str, size: Size, rule: str = "", note: str = "", label: str = ""
+    ) -> Size:
+        """Store the size of quantity ``key`` (shown as ``label``) and return it."""
+        self.steps.append(Step(key, label or key, rule, size, note))
+        self.quantities[key] = size
+        return size
+
+    def sum_rule(
+        self, key: str, term_size: Size, rule: str, note: str = "", label: str = ""
+    ) -> Size:
+        """Size a sum of terms of size ``term_size`` by the summation ``rule``."""
+        if rule not in RULES:
+            raise ValueError(f"unknown summation rule {rule!r}")
+        return self.record(key, term_size.times_width(RULES[rule]), rule, note, label)
+
+    def dominant(self, quantity: str, candidates: dict[str, Size]) -> Size:
+        """The size of a sum whose dominant term must be chosen (for an inverse).
+
+        Each linear piece of each candidate may dominate; the scenario being run
+        picks one and records that every other piece is at most it.
+        """
+        pieces = [(name, t) for name, size in candidates.items() for t in size.terms]
+        index = len(self.branch_sizes)
+        self.branch_sizes.append(len(pieces))
+        pick = self.choices[index] if index < len(self.choices) else 0
+        name, top = pieces[pick]
+        for other_name, t in pieces:
+            gap = sympy.expand(t - top)
+            if gap != 0:
+                self.assumptions.append(gap)
+        self.assumption_text.append(f"{quantity}: the {name} term dominates, M^({top})")
+        return self.record(
+            quantity, Size.of(top), "dominant", f"the {name} term dominates"
+        )
+
+
+@dataclass
+class Scenario:
+    """One consistent run of a sizing function."""
+
+    calculation: Calculation
+
+    @property
+    def assumptions(self) -> list[sympy.Expr]:
+        return self.calculation.assumptions
+
+    def holds_at(self, values: dict) -> bool:
+        return all(sympy.Rational(a.subs(values)) <= 0 for a in self.assumptions)
+
+
+def scenarios(sizing: Callable[[Calculation], None]) -> Iterator[Scenario]:
+    """Run ``sizing`` once per combination of dominant-term choices.
+
+    The choices are enumerated depth first: a run reports how many options each
+    branch point it met had, and the next run advances the last branch point
+    that still has options (like an odometer).
+    """
+    choices: list[int] = []
+    while True:
+        calc = Calculation(choices=tuple(choices))
+        sizing(calc)
+        yield Scenario(calc)
+        sizes = calc.branch_sizes
+        choices = list(choices) + [0] * (len(sizes) - len(choices))
+        # advance the odometer from the last branch point
+        position = len(sizes) - 1
+        while position >= 0 and choices[position] + 1 >= sizes[position]:
+            position -= 1
+        if position < 0:
+            return
+        choices = choices[:position] + [choices[position] + 1]

@@ -1,0 +1,531 @@
+"""Derive muP and classify parameterizations from the sized training step.
+
+``derive_mup`` sizes one training step of the method symbolically in the six
+width-only exponents (b and c of the first, hidden and last groups), then solves the
+desiderata (``desiderata.py``) exactly in every scenario of the calculus. The result
+is printed in the fan-in convention unless asked otherwise.
+
+``classify`` sizes the same step at given exponents and reads off stability, the
+regime and, for every failed condition, the offending quantity's exponent. Regimes:
+
+- ``unstable``: a pre-activation is not Theta(1), or something grows with width;
+- ``trivial``: the output does not move in the limit, or only the readout's own
+  update moves it while every hidden layer's effect on the output vanishes;
+- ``feature_learning``: stable, nontrivial, hidden features move Theta(1) (r = 0);
+- ``kernel``: stable, features frozen (r > 0), and the hidden layers' learning still
+  moves the output by Theta(1) through the readout (the NTK-type regime).
+
+r is Tensor Programs IV's exponent, Delta h_(L-1) = Theta(M^(-r)). The "trivial"
+reading of readout-only training is this tool's choice: Tensor Programs IV counts it
+as a kernel regime with the NNGP kernel; here it is kept apart because it is the
+random-feature model every rule shares (only the last layer learns), and the
+``readout_only`` flag says when it happens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import sympy
+
+from muptheory.errors import InvalidInputError, UnsupportedError
+from muptheory.methods import MethodConfig
+from muptheory.parameterization import GROUPS, LayerExponents, Parameterization
+from muptheory.symbolic import desiderata
+from muptheory.symbolic.calculus import Calculation, Scenario, Size, scenarios
+from muptheory.symbolic.network import (
+    PASS_SUFFIX,
+    Rule,
+    Unknowns,
+    size_initialization,
+    size_step,
+)
+
+REGIMES = ("unstable", "trivial", "kernel", "feature_learning")
+
+# The range of the PC knob that the analysis covers (THEORY section 5).
+GAMMA_BAR_LAST_RANGE = (Fraction(-1), Fraction(0))
+
+
+# -- rules ---------------------------------------------------------------------------
+
+
+def rule_for(config: MethodConfig) -> Rule:
+    """The sizing rule of a configured method."""
+    from muptheory.symbolic.bp import Backprop
+    from muptheory.symbolic.gnt import GaussNewtonTargets
+    from muptheory.symbolic.pc import PredictiveCoding
+    from muptheory.symbolic.tp import TargetPropagation
+
+    if config.method == "bp":
+        if config.optimizer in ("kfac", "shampoo"):
+            from muptheory.symbolic.second_order import SecondOrder
+
+            return SecondOrder(config.optimizer)
+        return Backprop(config.optimizer)
+    if config.method == "gnt":
+        return GaussNewtonTargets(config.lambda_bar)
+    if config.method == "pc":
+        return PredictiveCoding(
+            config.gamma_bar_last,
+            config.gamma_bar_hidden,
+            inference=config.inference,
+            last_layer_gamma=config.last_layer_gamma,
+        )
+    if config.feedback == "trained":
+        from muptheory.symbolic.feedback import TrainedFeedback
+
+        return TrainedFeedback(difference=config.method == "dtp")
+    return TargetPropagation(config.mu_bar, difference=config.method == "dtp")
+
+
+def _symbolic_key(config: MethodConfig) -> tuple:
+    """The options that change the symbolic sizes (not prefactors or step counts)."""
+    inference = "sequential" if config.inference == "sequential" else "equilibrium"
+    return (
+        config.method,
+        config.optimizer,
+        config.lambda_bar,
+        config.gamma_bar_hidden,
+        config.gamma_bar_last,
+        config.last_layer_gamma,
+        inference,
+        config.mu_bar,
+        config.feedback,
+    )
+
+
+@dataclass
+class Sized:
+    """Every scenario of a method's sized step, with its conditions."""
+
+    config: MethodConfig
+    unknowns: Unknowns
+    scenarios: list[Scenario]
+    knobs: tuple[desiderata.Condition, ...]
+
+
+_SIZED: dict[tuple, Sized] = {}
+
+
+def sized(config: MethodConfig) -> Sized:
+    """The method's sized step, computed once per set of symbolic options."""
+    key = _symbolic_key(config)
+    if key not in _SIZED:
+        rule = rule_for(config)
+        unknowns = Unknowns.training(getattr(rule, "extra_unknowns", ()))
+        runs = list(scenarios(lambda calc: size_step(calc, unknowns, rule)))
+        knobs = desiderata.knob_conditions(rule.knob_conditions())
+        _SIZED[key] = Sized(config, unknowns, runs, knobs)
+    return _SIZED[key]
+
+
+def generic(scenario: Scenario, key: str) -> Size:
+    """A quantity's size over the first and a later step (the larger of the two)."""
+    q = scenario.calculation.quantities
+    later = q.get(key + PASS_SUFFIX[2])
+    return q[key] if later is None else q[key] + later
+
+
+# -- derivation ----------------------------------------------------------------------
+
+
+@dataclass
+class Derivation:
+    """A method's muP and how it was found."""
+
+    config: MethodConfig
+    parameterization: Parameterization  # fan-in convention
+    explanation: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def in_convention(self, convention: str) -> Parameterization:
+        return self.parameterization.to(convention)
+
+    def to_json(self, convention: str = "fan_in") -> dict:
+        p = self.in_convention(convention)
+        return {
+            "method": self.config.method,
+            "convention": convention,
+            "options": self.config.options(),
+            "b": p.b.to_json(),
+            "c": p.c.to_json(),
+            "notes": list(self.notes),
+        }
+
+
+def derive_mup(config: MethodConfig) -> Derivation:
+    """The unique exponents meeting the desiderata with equality, exactly.
+
+    Raises:
+        InvalidInputError: when the method's knobs sit outside the range where the
+            desiderata can be met, naming the condition that fails.
+    """
+    _check_supported(config)
+    s = sized(config)
+    symbols = _solve_order(s.unknowns)
+    found: list[tuple[dict, Scenario]] = []
+    for scenario in s.scenarios:
+        theta = [generic(scenario, c.key) for c in desiderata.MAXIMAL]
+        theta += [
+            generic(scenario, c.key) for c in desiderata.STABILITY if c.kind == "theta"
+        ]
+        bounded = [Size.of(a) for a in scenario.assumptions]
+        bounded += [
+            generic(scenario, c.key)
+            for c in (*desiderata.STABILITY, *s.knobs)
+            if c.kind == "bounded"
+        ]
+        for solution in desiderata.solve(theta, bounded, symbols):
+            if all(solution != other for other, _ in found):
+                found.append((solution, scenario))
+    if not found:
+        raise InvalidInputError(_no_solution_reason(config, s, symbols))
+    if len(found) > 1:
+        rows = "; ".join(_format_solution(sol, s.unknowns) for sol, _ in found)
+        raise UnsupportedError(
+            f"the desiderata have several solutions for {config.method}: {rows}"
+        )
+    solution, scenario = found[0]
+    param = _parameterization(solution, s.unknowns, name=f"mup-{config.method}")
+    derivation = Derivation(config, param.to_fan_in())
+    init_lines, pinned = _initialization_stage()
+    for g in ("first", "hidden"):
+        assert pinned[sympy.Symbol(f"b_{g}", real=True)] == s.unknowns.b[g]
+    derivation.explanation = init_lines + _explain(scenario, solution, s)
+    derivation.notes = _notes(config, scenario)
+    return derivation
+
+
+def _solve_order(u: Unknowns) -> list[sympy.Symbol]:
+    # pinning order for free directions: initializations from the top, then rates
+    order = [
+        u.b["last"],
+        u.b["hidden"],
+        u.b["first"],
+        u.c["first"],
+        u.c["hidden"],
+        u.c["last"],
+        *u.extra.values(),
+    ]
+    return [s for s in order if isinstance(s, sympy.Symbol)]
+
+
+def _parameterization(solution: dict, u: Unknowns, *, name: str) -> Parameterization:
+    b = LayerExponents(*(u.value(u.b[g], solution) for g in GROUPS))
+    c = LayerExponents(*(u.value(u.c[g], solution) for g in GROUPS))
+    return Parameterization(b=b, c=c, convention="width_only", name=name)
+
+
+def _initialization_stage() -> tuple[list[str], dict]:
+    """Solve desideratum 1 for the first and hidden b; return the explanation."""
+    u = Unknowns.symbols()
+    calc = Calculation()
+    size_initialization(calc, u.b)
+    equations = [
+        calc.quantities[c.key].terms[0]
+        for c in desiderata.STABILITY
+        if c.kind == "theta"
+    ]
+    (point,) = sympy.linsolve(equations, [u.b["first"], u.b["hidden"]])
+    pinned = dict(zip([u.b["first"], u.b["hidden"]], point, strict=True))
+    lines = ["Initialization (desideratum 1):"]
+    lines += ["  " + step.render() for step in calc.steps]
+    lines += [f"  pre-activations Theta(1) pin {k} = {v}" for k, v in pinned.items()]
+    lines.append(
+        f"  output O(1) requires {calc.quantities['output[init]'].terms[0]} <= 0 "
+        "once those hold"
+    )
+    return lines, pinned
+
+
+def _format_solution(solution: dict, u: Unknowns) -> str:
+    p = _parameterization(solution, u, name="").to_fan_in()
+    return f"b={p.b.to_json()} c={p.c.to_json()}"
+
+
+def _check_supported(config: MethodConfig) -> None:
+    if config.method == "pc":
+        low, high = GAMMA_BAR_LAST_RANGE
+        g = config.gamma_bar_last
+        if g < low:
+            raise InvalidInputError(
+                f"gamma_bar_last = {g} is below {low}: C_gamma grows like "
+                f"M^({-g - 1}), so the energy's curvature along the outputs diverges and "
+                "reaching the inference equilibrium takes a width-dependent number of steps"
+                if config.inference != "sequential"
+                else f"gamma_bar_last = {g} is below {low}: the activity shifts "
+                f"v_l - h_l grow like M^({-g - 1}) and the activities blow up"
+            )
+        if g > high:
+            raise InvalidInputError(
+                f"gamma_bar_last = {g} is above {high}: gamma_L then vanishes against the "
+                "hidden coefficients, the inferred errors vanish with it, and PC would need "
+                f"hidden learning rates growing like M^({g}) beyond SGD's; the analysis "
+                f"covers [{low}, {high}]"
+            )
+        if config.gamma_bar_hidden != 0:
+            raise UnsupportedError(
+                "gamma_bar_hidden other than 0 is not supported: the analysis fixes the "
+                "hidden energy coefficients to Theta(1)"
+            )
+
+
+def _no_solution_reason(config: MethodConfig, s: Sized, symbols) -> str:
+    """Say which knob condition stops the desiderata from being met."""
+    relaxed = []
+    for scenario in s.scenarios:
+        theta = [generic(scenario, c.key) for c in desiderata.MAXIMAL]
+        theta += [
+            generic(scenario, c.key) for c in desiderata.STABILITY if c.kind == "theta"
+        ]
+        bounded = [Size.of(a) for a in scenario.assumptions]
+        bounded += [
+            generic(scenario, c.key)
+            for c in desiderata.STABILITY
+            if c.kind == "bounded"
+        ]
+        for solution in desiderata.solve(theta, bounded, symbols):
+            for knob in s.knobs:
+                e = generic(scenario, knob.key).evaluate(solution)
+                if e > 0:
+                    relaxed.append(f"{knob.text} fails: it grows like M^({e})")
+    if relaxed:
+        return f"no muP for {config.method} with these options: " + "; ".join(
+            dict.fromkeys(relaxed)
+        )
+    return f"no muP for {config.method} with these options: the desiderata are inconsistent"
+
+
+def _explain(scenario: Scenario, solution: dict, s: Sized) -> list[str]:
+    calc = scenario.calculation
+    lines = ["Sizes of one training step (width-only exponents; M is the width):"]
+    lines += ["  " + step.render() for step in calc.steps]
+    if calc.assumption_text:
+        lines.append("Scenario (which term dominates each inverse):")
+        lines += ["  " + text for text in calc.assumption_text]
+    lines.append("Conditions and the exponents they pin:")
+    for c in (*desiderata.STABILITY, *desiderata.MAXIMAL, *s.knobs):
+        size = generic(scenario, c.key)
+        want = "= 0" if c.kind == "theta" else "<= 0"
+        lines.append(
+            f"  [{c.desideratum}] {c.text}: max({', '.join(map(str, size.terms))}) {want}"
+            f"  -> {size.evaluate(solution)}"
+        )
+    lines.append(
+        "Solution (width-only): " + ", ".join(f"{k} = {v}" for k, v in solution.items())
+    )
+    return lines
+
+
+def _notes(config: MethodConfig, scenario: Scenario) -> list[str]:
+    notes = []
+    if config.method == "bp" and config.optimizer == "sgd":
+        notes.append(
+            "b_last is pinned at the smallest value the conditions allow "
+            "(any b_last >= 1 is stable; 1 is the largest initialization)"
+        )
+    if config.method == "pc":
+        if config.last_layer_gamma:
+            notes.append(
+                "the last layer's update carries gamma_L: c_last = 1 - gamma_bar_last"
+            )
+        else:
+            notes.append(
+                "the last layer's update does not carry gamma_L (default); with "
+                "--last-layer-gamma c_last becomes 1 - gamma_bar_last"
+            )
+    return notes
+
+
+# -- classification -----------------------------------------------------------------
+
+
+@dataclass
+class Failure:
+    condition: str
+    quantity: str
+    exponent: Fraction
+
+
+@dataclass
+class Classification:
+    """What a parameterization does under a method."""
+
+    config: MethodConfig
+    parameterization: Parameterization
+    stable: bool
+    regime: str
+    r: Fraction | None
+    readout_only: bool
+    failures: list[Failure]
+    exponents: dict[str, Fraction]
+    reasons: list[str]
+    explanation: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            "method": self.config.method,
+            "options": self.config.options(),
+            "parameterization": self.parameterization.to_json(),
+            "stable": self.stable,
+            "regime": self.regime,
+            "r": None if self.r is None else str(self.r),
+            "readout_only": self.readout_only,
+            "failures": [
+                {
+                    "condition": f.condition,
+                    "quantity": f.quantity,
+                    "exponent": str(f.exponent),
+                }
+                for f in self.failures
+            ],
+            "exponents": {k: str(v) for k, v in self.exponents.items()},
+            "reasons": list(self.reasons),
+        }
+
+
+def width_only_values(
+    config: MethodConfig, param: Parameterization, u: Unknowns
+) -> dict[sympy.Symbol, sympy.Rational]:
+    """The parameterization as numbers for the unknowns (width-only, a = 0)."""
+    c_rate = 1 if config.method == "bp" and config.optimizer == "adam" else 2
+    if any(v != 0 for v in param.a.as_tuple()) and (
+        config.method == "bp" and config.optimizer in ("kfac", "shampoo")
+    ):
+        raise UnsupportedError(
+            "multipliers (a != 0) are not supported with K-FAC or Shampoo: "
+            "use the equivalent parameterization with a = 0"
+        )
+    p = param.without_multipliers(c_rate=c_rate).to_width_only()
+    values = {}
+    for g in GROUPS:
+        for symbol, value in ((u.b[g], p.b[g]), (u.c[g], p.c[g])):
+            if isinstance(symbol, sympy.Symbol):
+                values[symbol] = sympy.Rational(value.numerator, value.denominator)
+    return values
+
+
+def _scenario_at(s: Sized, values: dict) -> Scenario:
+    for scenario in s.scenarios:
+        if scenario.holds_at(values):
+            return scenario
+    raise UnsupportedError("no scenario of the calculus covers these exponents")
+
+
+def classify(config: MethodConfig, param: Parameterization) -> Classification:
+    """Stability, regime and failures of ``param`` under ``config``'s method."""
+    _check_supported(config)
+    s = sized(config)
+    if s.unknowns.extra:
+        raise UnsupportedError(
+            f"classify needs the {', '.join(s.unknowns.extra)} exponents, which the "
+            "command line does not take yet; derive them with `exponents`"
+        )
+    values = width_only_values(config, param, s.unknowns)
+    scenario = _scenario_at(s, values)
+    exps = {
+        key: generic(scenario, key).evaluate(values)
+        for key in _reported_keys(scenario, s)
+    }
+    failures, reasons = [], []
+    for c in (*desiderata.STABILITY, *s.knobs):
+        e = exps[c.key]
+        if c.kind == "theta" and e != 0:
+            word = "vanishes" if e < 0 else "blows up"
+            failures.append(Failure(c.text, c.key, e))
+            reasons.append(f"unstable: {c.text} fails, {c.key} {word} like M^({e})")
+        elif c.kind == "bounded" and e > 0:
+            failures.append(Failure(c.text, c.key, e))
+            reasons.append(f"unstable: {c.text} fails, {c.key} grows like M^({e})")
+    stable = not failures
+    r = -exps["feature_change[hidden]"]
+    readout_path = exps["readout_path"]
+    readout_only = stable and exps["output_change"] == 0 and r > 0 and readout_path < 0
+    if not stable:
+        regime = "unstable"
+    elif exps["output_change"] < 0:
+        regime = "trivial"
+        reasons.append(
+            f"trivial: the output change vanishes like M^({exps['output_change']})"
+        )
+    elif r == 0:
+        regime = "feature_learning"
+        reasons.append("feature learning: hidden features move Theta(1) (r = 0)")
+    elif readout_only:
+        regime = "trivial"
+        reasons.append(
+            f"trivial training of the hidden layers: features move like M^({-r}) and "
+            f"their effect on the output like M^({readout_path}); only the readout's own "
+            "update moves the output (Tensor Programs IV would call this the NNGP kernel "
+            "regime)"
+        )
+    else:
+        regime = "kernel"
+        reasons.append(
+            f"kernel regime: features move like M^({-r}) (r = {r}) while the hidden "
+            "layers still move the output by Theta(1)"
+        )
+    classification = Classification(
+        config, param, stable, regime, r, readout_only, failures, exps, reasons
+    )
+    classification.explanation = [
+        step.render(values) for step in scenario.calculation.steps
+    ]
+    return classification
+
+
+def _reported_keys(scenario: Scenario, s: Sized) -> list[str]:
+    keys = [c.key for c in (*desiderata.STABILITY, *s.knobs)]
+    keys += ["readout_path", "activation[first]", "activation[hidden]"]
+    return list(dict.fromkeys(keys))
+
+
+# -- coord-check predictions --------------------------------------------------------
+
+
+def coord_exponents(
+    config: MethodConfig,
+    param: Parameterization,
+    *,
+    depth: int,
+    step: int | None = None,
+) -> dict[tuple[str, int], Fraction]:
+    """Predicted width exponents of the coord-check quantities, per layer.
+
+    Keys are (quantity, layer): ``h`` and ``delta_h`` for hidden layers 1..depth-1,
+    ``update`` (Delta W_l h_(l-1)) for layers 1..depth, ``f`` and ``delta_f`` with
+    layer = depth. A value e means the RMS coordinate size grows like width^e. With
+    ``step=1`` the changes are those of the first step from initialization; otherwise
+    those of a generic later step (the larger of the first and a later step).
+
+    Raises:
+        UnsupportedError: for depth < 3 (the calculus sizes a hidden layer).
+    """
+    if not isinstance(depth, int) or depth < 3:
+        raise UnsupportedError(
+            f"coord-check predictions need depth >= 3 (got {depth!r}): the calculus "
+            "sizes first, hidden and last layers"
+        )
+    if step is not None and step < 1:
+        raise InvalidInputError(f"step must be >= 1, got {step}")
+    s = sized(config)
+    values = width_only_values(config, param, s.unknowns)
+    scenario = _scenario_at(s, values)
+
+    def size(key: str) -> Fraction:
+        if step == 1:
+            return scenario.calculation.quantities[key].evaluate(values)
+        return generic(scenario, key).evaluate(values)
+
+    out: dict[tuple[str, int], Fraction] = {}
+    for layer in range(1, depth):
+        group = "first" if layer == 1 else "hidden"
+        out[("h", layer)] = size(f"activation[{group}]")
+        out[("delta_h", layer)] = size(f"feature_change[{group}]")
+        out[("update", layer)] = size(f"update[{group}]")
+    out[("update", depth)] = size("update[last]")
+    out[("f", depth)] = size("output[init]")
+    out[("delta_f", depth)] = size("output_change")
+    return out
