@@ -75,6 +75,12 @@ def _add_linear(x: frozenset, y: frozenset) -> frozenset:
     return frozenset((k, v) for k, v in total.items() if v != 0)
 
 
+def _form_order(form) -> tuple:
+    """A cheap deterministic order of linear forms (by symbol names, then values)."""
+    coefficients, constant = form
+    return (sorted((s.name, v) for s, v in coefficients), constant)
+
+
 def _to_sympy(coefficients: frozenset, constant: Fraction) -> sympy.Expr:
     out = sympy.Rational(constant.numerator, constant.denominator)
     for symbol, value in coefficients:
@@ -94,16 +100,7 @@ class Size:
 
     @classmethod
     def _from_map(cls, forms: dict) -> Size:
-        return cls(
-            tuple(
-                sorted(
-                    forms.items(),
-                    key=lambda kv: sympy.default_sort_key(
-                        _to_sympy(kv[0], Fraction(0))
-                    ),
-                )
-            )
-        )
+        return cls(tuple(sorted(forms.items(), key=_form_order)))
 
     @classmethod
     def of(cls, *exponents) -> Size:

@@ -20,13 +20,14 @@ largest initialization that keeps the conditions, as muP takes the largest updat
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 
 import sympy
 from sympy.solvers.simplex import InfeasibleLPError, UnboundedLPError, linprog
 
-from muptheory.symbolic.calculus import Size, _add_linear, _to_sympy
+from muptheory.symbolic.calculus import Size, _to_sympy
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,17 @@ KNOB_TEXT = {
 }
 
 
-def knob_conditions(keys: tuple[str, ...]) -> tuple[Condition, ...]:
-    return tuple(Condition(k, "bounded", 4, KNOB_TEXT[k]) for k in keys)
+def knob_conditions(
+    bounded_keys: tuple[str, ...], theta_keys: tuple[str, ...] = ()
+) -> tuple[Condition, ...]:
+    """A rule's own conditions: quantities kept O(1), and ratios pinned to Theta(1)."""
+    out = [
+        Condition(k, "bounded", 4, KNOB_TEXT.get(k, f"{k} O(1)")) for k in bounded_keys
+    ]
+    out += [
+        Condition(k, "theta", 4, KNOB_TEXT.get(k, f"{k} Theta(1)")) for k in theta_keys
+    ]
+    return tuple(out)
 
 
 def solve(
@@ -97,7 +107,9 @@ def solve(
     """
     forms = _bounded_index([*bounded, *theta])
     inequalities = list(forms.items())
-    choices = sorted((_undominated(size, forms) for size in theta), key=len)
+    if not _plausible(inequalities, unknowns):
+        return []
+    choices = sorted((_undominated(size, forms, unknowns) for size in theta), key=len)
     solutions: list[dict] = []
     cache: dict = {}
     for tight in itertools.product(*choices):
@@ -106,6 +118,33 @@ def solve(
         if solution is not None and solution not in solutions:
             solutions.append(solution)
     return solutions
+
+
+def _plausible(inequalities, unknowns, margin: float = 1e-7) -> bool:
+    """A quick screen: can every form be <= 0 at once?
+
+    Solves min t subject to form(x) <= t in floating point (HiGHS). A scenario whose
+    optimum is clearly positive has no solution and is skipped; everything else goes
+    on to the exact solution, so floating point only ever saves time, never decides
+    an exponent.
+    """
+    import numpy as np
+    from scipy.optimize import linprog as float_linprog
+
+    index = {s: i for i, s in enumerate(unknowns)}
+    n = len(unknowns)
+    a = np.zeros((len(inequalities), n + 1))
+    b = np.zeros(len(inequalities))
+    for row, (coefficients, constant) in enumerate(inequalities):
+        for symbol, value in coefficients:
+            a[row, index[symbol]] = float(value)
+        a[row, n] = -1.0
+        b[row] = -float(constant)
+    objective = np.zeros(n + 1)
+    objective[n] = 1.0
+    bounds = [(None, None)] * n + [(-1.0, None)]
+    result = float_linprog(objective, A_ub=a, b_ub=b, bounds=bounds, method="highs")
+    return not (result.status == 0 and result.fun > margin)
 
 
 def _bounded_index(sizes: list[Size]) -> dict:
@@ -118,35 +157,68 @@ def _bounded_index(sizes: list[Size]) -> dict:
     return index
 
 
-def _undominated(size: Size, bounded: dict) -> list[sympy.Expr]:
-    """The pieces of ``size`` that no other piece provably dominates."""
+def _undominated(size: Size, bounded: dict, unknowns: list) -> list[sympy.Expr]:
+    """The pieces of ``size`` that no other piece provably dominates.
+
+    p is dominated by another piece q when p - q <= 0 follows from one or two forms
+    known to be <= 0 (or is a nonpositive constant). Forms are compared as integer
+    vectors over ``unknowns`` (scaled by a common denominator) for speed.
+    """
+    scale = _common_denominator([*size.forms, *bounded.items()])
+    vector = {
+        form: _as_vector(form, unknowns, scale)
+        for form in [*size.forms, *bounded.items()]
+    }
+    known: dict = {}
+    for form in bounded.items():
+        coefficients, constant = vector[form]
+        if coefficients not in known or known[coefficients] < constant:
+            known[coefficients] = constant
+    known_items = list(known.items())
     kept = list(size.forms)
     for piece in list(kept):
-        others = [q for q in kept if q is not piece]
-        if any(_dominated(piece, q, bounded) for q in others):
-            kept.remove(piece)
+        p_c, p_k = vector[piece]
+        for other in kept:
+            if other is piece:
+                continue
+            q_c, q_k = vector[other]
+            gap_c = tuple(x - y for x, y in zip(p_c, q_c, strict=True))
+            gap_k = p_k - q_k
+            if _follows(gap_c, gap_k, known, known_items):
+                kept.remove(piece)
+                break
     return [_to_sympy(c, k) for c, k in kept]
 
 
-def _negate(coefficients: frozenset) -> frozenset:
-    return frozenset((k, -v) for k, v in coefficients)
-
-
-def _dominated(p, q, bounded: dict) -> bool:
-    """Whether p - q <= 0 follows from at most two forms known to be <= 0."""
-    gap_c = _add_linear(p[0], _negate(q[0]))
-    gap_k = p[1] - q[1]
-    if not gap_c:
+def _follows(gap_c: tuple, gap_k: int, known: dict, known_items: list) -> bool:
+    """Whether gap <= 0 follows from at most two known nonpositive forms."""
+    if not any(gap_c):
         return gap_k <= 0
-    if gap_c in bounded and gap_k <= bounded[gap_c]:
+    if gap_c in known and gap_k <= known[gap_c]:
         return True
-    for coefficients, constant in bounded.items():
-        rest_c = _add_linear(gap_c, _negate(coefficients))
-        if not rest_c and gap_k - constant <= 0:
-            return True
-        if rest_c in bounded and gap_k - constant <= bounded[rest_c]:
+    for coefficients, constant in known_items:
+        rest = tuple(x - y for x, y in zip(gap_c, coefficients, strict=True))
+        if not any(rest):
+            if gap_k - constant <= 0:
+                return True
+        elif rest in known and gap_k - constant <= known[rest]:
             return True
     return False
+
+
+def _common_denominator(forms) -> int:
+    denominators = [constant.denominator for _, constant in forms]
+    denominators += [
+        v.denominator for coefficients, _ in forms for _, v in coefficients
+    ]
+    return math.lcm(*denominators) if denominators else 1
+
+
+def _as_vector(form, unknowns: list, scale: int) -> tuple[tuple, int]:
+    coefficients, constant = form
+    values = dict(coefficients)
+    vec = tuple(int(values.get(u, 0) * scale) for u in unknowns)
+    return vec, int(constant * scale)
 
 
 def _solve_linear(equations, inequalities, unknowns, cache: dict | None = None):

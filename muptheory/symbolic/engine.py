@@ -60,8 +60,12 @@ def rule_for(config: MethodConfig) -> Rule:
 
     if config.method == "bp":
         if config.optimizer in ("kfac", "shampoo"):
-            from muptheory.symbolic.second_order import SecondOrder
-
+            try:
+                from muptheory.symbolic.second_order import SecondOrder
+            except ImportError:
+                raise UnsupportedError(
+                    f"the {config.optimizer} rule is not in the calculus yet"
+                ) from None
             return SecondOrder(config.optimizer)
         return Backprop(config.optimizer)
     if config.method == "gnt":
@@ -74,9 +78,10 @@ def rule_for(config: MethodConfig) -> Rule:
             last_layer_gamma=config.last_layer_gamma,
         )
     if config.feedback == "trained":
-        from muptheory.symbolic.feedback import TrainedFeedback
-
-        return TrainedFeedback(difference=config.method == "dtp")
+        raise UnsupportedError(
+            "trained feedback is not in the calculus yet: derive TP/DTP with the ridge "
+            "feedback (--feedback ridge), which the paper's analysis uses"
+        )
     return TargetPropagation(config.mu_bar, difference=config.method == "dtp")
 
 
@@ -116,7 +121,7 @@ def sized(config: MethodConfig) -> Sized:
         rule = rule_for(config)
         unknowns = Unknowns.training(getattr(rule, "extra_unknowns", ()))
         runs = list(scenarios(lambda calc: size_step(calc, unknowns, rule)))
-        knobs = desiderata.knob_conditions(rule.knob_conditions())
+        knobs = desiderata.knob_conditions(rule.knob_conditions(), rule.knob_theta())
         _SIZED[key] = Sized(config, unknowns, runs, knobs)
     return _SIZED[key]
 

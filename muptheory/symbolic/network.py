@@ -107,6 +107,10 @@ class Rule:
         """Keys of the rule's own bounded quantities (desideratum 4)."""
         return ()
 
+    def knob_theta(self) -> tuple[str, ...]:
+        """Keys of the rule's own quantities that must be exactly Theta(1)."""
+        return ()
+
 
 PASS_SUFFIX = {1: "", 2: "@2"}
 
