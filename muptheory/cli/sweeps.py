@@ -1,7 +1,217 @@
-"""Sub-commands of the sweeps engine (filled in by its issue)."""
+"""Sub-commands of the sweeps engine: ``transfer``.
+
+``muptheory transfer METHOD --param NAME`` trains a grid of widths, learning rates and
+seeds, prints the best learning rate of each width (``--json`` for every cell too) and
+draws the transfer plot with ``--plot FILE``. Finished cells are kept in the cache
+directory, so a repeated command computes nothing new.
+"""
 
 from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from muptheory.cli.common import (
+    add_method_argument,
+    add_method_options,
+    add_subcommand,
+    method_config,
+    print_json,
+)
+from muptheory.errors import InvalidInputError
+
+_EPILOG = """\
+--param mup is the method's own derived muP (the SGD preset for BP with SGD).
+A learning rate at which any seed diverged scores worst.
+
+examples:
+  muptheory transfer pc --param mup --data digits --json
+  muptheory transfer bp --param sp --widths 128 512 2048 --plot sp.png
+  muptheory transfer tp --param mup --data mnist5k --metric test_accuracy --seeds 3
+"""
 
 
 def register(subparsers) -> None:
     """Add this module's sub-commands to the parser."""
+    from muptheory.transfer import DEFAULT_CACHE_DIR, METRICS
+
+    parser = add_subcommand(
+        subparsers,
+        "transfer",
+        help="sweep widths and learning rates; find the best rate per width",
+    )
+    parser.epilog = _EPILOG
+    add_method_argument(parser)
+    parser.add_argument(
+        "--param",
+        default="mup",
+        metavar="NAME",
+        help="parameterization preset (sp, sp-lr1/m, ntk, mup, mean-field); "
+        "mup = the method's own derived muP (default mup)",
+    )
+    grid = parser.add_argument_group("grid and training")
+    grid.add_argument(
+        "--widths",
+        nargs="+",
+        type=int,
+        metavar="M",
+        help="hidden widths (default 64 128 256 512)",
+    )
+    grid.add_argument(
+        "--lrs",
+        nargs="*",
+        type=float,
+        metavar="LR",
+        help="base learning rates (default 1/16 1/8 ... 2, doubling)",
+    )
+    grid.add_argument("--seeds", type=int, default=1, help="seeds per cell (1)")
+    grid.add_argument("--epochs", type=int, default=1, help="epochs (1)")
+    grid.add_argument(
+        "--data",
+        default="digits",
+        metavar="NAME|PATH",
+        help="digits, mnist5k, synthetic or a directory of IDX files (digits)",
+    )
+    grid.add_argument(
+        "--n-train",
+        type=int,
+        default=1024,
+        metavar="N",
+        help="training samples kept (1024; 0 = all)",
+    )
+    grid.add_argument("--depth", type=int, default=3, help="weight layers L (3)")
+    grid.add_argument(
+        "--activation",
+        default="tanh",
+        choices=("linear", "tanh", "relu"),
+        help="nonlinearity (tanh)",
+    )
+    grid.add_argument("--batch-size", type=int, default=32, help="batch size (32)")
+    grid.add_argument(
+        "--dtype", default="float32", choices=("float32", "float64"), help="precision"
+    )
+    grid.add_argument(
+        "--metric",
+        default="train_loss",
+        choices=METRICS,
+        help="what picks the best rate (train_loss)",
+    )
+    where = parser.add_argument_group("where the cells run")
+    where.add_argument(
+        "--scheduler", metavar="ADDRESS", help="run on this Dask scheduler"
+    )
+    where.add_argument(
+        "--workers", type=int, metavar="N", help="local processes (default: CPUs)"
+    )
+    where.add_argument(
+        "--cache-dir",
+        default=DEFAULT_CACHE_DIR,
+        metavar="DIR",
+        help=f"finished cells are kept here ({DEFAULT_CACHE_DIR})",
+    )
+    where.add_argument("--no-cache", action="store_true", help="keep no finished cells")
+    out = parser.add_argument_group("output")
+    out.add_argument(
+        "--json", action="store_true", help="print JSON instead of a table"
+    )
+    out.add_argument("--plot", metavar="FILE", help="write the transfer plot (PNG)")
+    out.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_method_options(parser)
+    parser.set_defaults(run=run_transfer)
+
+
+def run_transfer(args: argparse.Namespace) -> int:
+    """Run a transfer sweep as the arguments say; print the table or JSON."""
+    from muptheory.cli.simulate import resolve_parameterization
+    from muptheory.transfer import DEFAULT_LRS, DEFAULT_WIDTHS, TransferGrid
+
+    config = method_config(args)
+    grid = TransferGrid(
+        widths=tuple(args.widths) if args.widths is not None else DEFAULT_WIDTHS,
+        lrs=tuple(args.lrs) if args.lrs is not None else DEFAULT_LRS,
+        seeds=args.seeds,
+        epochs=args.epochs,
+        depth=args.depth,
+        activation=args.activation,
+        batch_size=args.batch_size,
+        n_train=args.n_train or None,
+        dtype=args.dtype,
+    )
+    if args.plot:
+        _check_writable_file(args.plot)
+    param = resolve_parameterization(args.param, config)
+    result = _sweep(args, config, param, grid)
+
+    if args.plot:
+        from muptheory.transfer import write_transfer_png
+
+        write_transfer_png(args.plot, result)
+    if args.json:
+        print_json(result.to_json())
+    else:
+        _print_table(result)
+    return 0
+
+
+def _sweep(args, config, param, grid):
+    from tqdm import tqdm
+
+    from muptheory.data import load_dataset
+    from muptheory.transfer import transfer_sweep
+
+    # Loading here turns a bad data name or path into one error before any cell runs.
+    load_dataset(args.data, seed=0, n_train=grid.n_train)
+    total = len(grid.widths) * len(grid.lrs) * grid.seeds
+    with tqdm(
+        total=total,
+        desc=f"transfer {config.method}",
+        unit="cell",
+        file=sys.stderr,
+        disable=True if args.no_progress else None,
+        leave=False,
+    ) as bar:
+        return transfer_sweep(
+            config,
+            param,
+            grid,
+            data=args.data,
+            metric=args.metric,
+            cache_dir=None if args.no_cache else args.cache_dir,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            progress=lambda _: bar.update(),
+        )
+
+
+def _check_writable_file(path: str) -> None:
+    """Reject an output path whose directory is missing or read-only, before the run."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise InvalidInputError(f"output directory {directory!r} does not exist")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise InvalidInputError(f"output directory {directory!r} is not writable")
+    if os.path.isdir(path):
+        raise InvalidInputError(f"output {path!r} is a directory; give a file name")
+
+
+def _print_table(result) -> None:
+    from muptheory.transfer import seed_scores
+
+    scores = seed_scores(result.cells, metric=result.metric)
+    lrs = result.grid.lrs
+    print(
+        f"method {result.method}, param {result.param}, data {result.data}, "
+        f"metric {result.metric} (seed mean; 'div' = diverged)"
+    )
+    print("width   " + "".join(f"{lr:>10.4g}" for lr in lrs) + "   best lr")
+    for width in result.grid.widths:
+        row = "".join(
+            f"{'div':>10}"
+            if scores.get((width, lr)) is None
+            else f"{scores[(width, lr)]:>10.4f}"
+            for lr in lrs
+        )
+        best = result.best_lr[width]
+        print(f"{width:<8}{row}   {'none' if best is None else f'{best:.4g}'}")
+    print(f"\n{result.n_computed} of {len(result.cells)} cells computed this run")

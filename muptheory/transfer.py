@@ -1,0 +1,469 @@
+"""Learning-rate transfer: train a grid of (width, learning rate, seed) and compare.
+
+The practical claim of muP is that the best base learning rate eta* of a narrow
+network is also (close to) the best of a wide one: under muP, layer l trains with
+eta M^{-c_l} and eta*(M) is flat in M; under SP it drifts, or the wide networks
+diverge at the narrow networks' eta*. This module measures eta*(M).
+
+Each cell trains one network with ``muptheory.simulate.train`` and is run, cached
+and resumed by ``muptheory.sweeps.run_sweep``. For each width, a learning rate's
+score is its metric averaged over seeds: the final epoch's mean training loss
+(lower is better) or the final test accuracy (higher is better). A learning rate
+at which any seed diverged (or whose cell failed) scores worst, so
+
+    eta*(M) = argbest_{eta : no seed diverged} mean_seeds metric(M, eta, seed),
+
+ties going to the smaller learning rate; a width where every rate diverged has no
+eta* (None, with a warning).
+
+Example (under a ``__main__`` guard, since the cells run in worker processes)::
+
+    config = MethodConfig.create("pc")
+    param = derive_mup(config).parameterization.to("fan_in")
+    grid = TransferGrid(widths=(64, 128), lrs=(0.25, 0.5, 1.0))
+    result = transfer_sweep(config, param, grid, data="digits", workers=2)
+    result.best_lr  # {64: 0.5, 128: 0.5}
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import os
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from muptheory.errors import InvalidInputError
+from muptheory.io import atomic_write_bytes
+from muptheory.methods import MethodConfig
+from muptheory.parameterization import Parameterization
+
+if TYPE_CHECKING:  # the runner (and NumPy) is imported when a sweep runs
+    from muptheory.sweeps import CellResult
+
+logger = logging.getLogger(__name__)
+
+METRICS: tuple[str, ...] = ("train_loss", "test_accuracy")
+DEFAULT_WIDTHS: tuple[int, ...] = (64, 128, 256, 512)
+# Six rates doubling from 1/16: on digits they bracket the best rate of each
+# method's muP with a tanh MLP of depth 3.
+DEFAULT_LRS: tuple[float, ...] = tuple(2.0**k for k in range(-4, 2))
+DEFAULT_CACHE_DIR = os.path.join(".muptheory-cache", "transfer")
+# Version of the cell's code; bump it when ``transfer_cell`` changes its results.
+CELL_SALT = "transfer-cell-1"
+
+
+@dataclass(frozen=True)
+class TransferGrid:
+    """The sweep's axes and the training settings shared by every cell.
+
+    Attributes:
+        widths: hidden widths M.
+        lrs: base learning rates eta (layer l uses eta M^{-c_l}).
+        seeds: seeds per (width, lr), numbered 0 .. seeds - 1.
+        epochs: passes over the training subset.
+        depth: weight layers L.
+        activation: nonlinearity.
+        batch_size: samples per step.
+        n_train: training samples kept (None: all).
+        dtype: ``float32`` or ``float64``.
+    """
+
+    widths: tuple[int, ...] = DEFAULT_WIDTHS
+    lrs: tuple[float, ...] = DEFAULT_LRS
+    seeds: int = 1
+    epochs: int = 1
+    depth: int = 3
+    activation: str = "tanh"
+    batch_size: int = 32
+    n_train: int | None = 1024
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if not self.widths:
+            raise InvalidInputError("the width list is empty; give at least one width")
+        if not self.lrs:
+            raise InvalidInputError(
+                "the learning-rate list is empty; give at least one positive rate"
+            )
+        for width in self.widths:
+            _check_positive_int("width", width)
+        for lr in self.lrs:
+            if isinstance(lr, bool) or not isinstance(lr, int | float):
+                raise InvalidInputError(f"learning rate {lr!r} is not a number")
+            if not (math.isfinite(lr) and lr > 0):
+                raise InvalidInputError(
+                    f"learning rate {lr!r} is not allowed; rates must be positive"
+                )
+        for name in ("seeds", "epochs", "depth", "batch_size"):
+            _check_positive_int(name, getattr(self, name))
+        if self.n_train is not None:
+            _check_positive_int("n_train", self.n_train)
+        object.__setattr__(self, "widths", tuple(sorted(set(self.widths))))
+        object.__setattr__(self, "lrs", tuple(sorted({float(x) for x in self.lrs})))
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    """A finished transfer sweep.
+
+    Attributes:
+        method: the learning rule's name.
+        param: the parameterization's name.
+        data: the data set's name or path.
+        metric: ``train_loss`` or ``test_accuracy``.
+        grid: the sweep's axes and settings.
+        cells: one JSON record per (width, lr, seed): the cell's axes, its
+            ``train_loss``, ``test_loss``, ``test_accuracy`` (null where undefined),
+            ``diverged``, ``diverged_step``, ``error`` and ``cached``.
+        best_lr: eta*(M) per width, None where every rate diverged.
+    """
+
+    method: str
+    param: str
+    data: str
+    metric: str
+    grid: TransferGrid
+    cells: list[dict[str, Any]]
+    best_lr: dict[int, float | None]
+
+    @property
+    def n_computed(self) -> int:
+        """Cells computed by this run (not read from the cache)."""
+        return sum(not cell["cached"] for cell in self.cells)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "param": self.param,
+            "data": self.data,
+            "metric": self.metric,
+            "widths": list(self.grid.widths),
+            "lrs": list(self.grid.lrs),
+            "seeds": self.grid.seeds,
+            "epochs": self.grid.epochs,
+            "best_lr": {str(w): lr for w, lr in self.best_lr.items()},
+            "cells": self.cells,
+        }
+
+
+# -- one cell ---------------------------------------------------------------------------
+
+
+def transfer_cell(
+    *,
+    method: str,
+    options: Mapping[str, Any],
+    param: Mapping[str, Any],
+    width: int,
+    lr: float,
+    seed: int,
+    epochs: int,
+    data: str,
+    n_train: int | None,
+    depth: int,
+    activation: str,
+    batch_size: int,
+    dtype: str,
+) -> dict[str, Any]:
+    """Train one network and report its final numbers (a sweep task; pure, picklable).
+
+    Args:
+        method, options: the learning rule, as ``MethodConfig.options()`` writes it.
+        param: the parameterization, as ``Parameterization.to_json()`` writes it.
+        width, lr, seed, epochs, depth, activation, batch_size, dtype: the run.
+        data, n_train: the data set and the training subset kept (split seed 0).
+
+    Returns:
+        ``{"train_loss", "test_loss", "test_accuracy"}`` of the last epoch (None when
+        the run diverged before finishing one), ``"diverged"``, ``"diverged_step"``
+        (1-based, or None) and ``"steps"`` completed.
+    """
+    from muptheory.data import load_dataset
+    from muptheory.simulate.train import train
+
+    config = config_from_options(method, options)
+    parameterization = Parameterization.from_json(dict(param))
+    dataset = load_dataset(data, seed=0, n_train=n_train)
+    run = train(
+        config,
+        parameterization,
+        width=width,
+        depth=depth,
+        activation=activation,
+        data=dataset,
+        lr=lr,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        dtype=dtype,
+    )
+    finished = not run.diverged
+    return {
+        "train_loss": run.train_loss[-1] if finished else None,
+        "test_loss": run.test_loss[-1] if finished else None,
+        "test_accuracy": run.test_accuracy[-1] if finished else None,
+        "diverged": run.diverged,
+        "diverged_step": run.diverged_step,
+        "steps": run.steps,
+    }
+
+
+def config_from_options(method: str, options: Mapping[str, Any]) -> MethodConfig:
+    """Rebuild a ``MethodConfig`` from its method and ``options()``."""
+    options = dict(options)
+    if method == "gnt" and "lambda_bar" in options and options["lambda_bar"] is None:
+        options.pop("lambda_bar")
+        options["lambda_zero"] = True
+    return MethodConfig.create(method, **options)
+
+
+# -- the grid -------------------------------------------------------------------------
+
+
+def transfer_cells(
+    config: MethodConfig, param: Parameterization, grid: TransferGrid, *, data: str
+) -> list[dict[str, Any]]:
+    """The sweep's cells, width-major, then learning rate, then seed."""
+    shared = {
+        "method": config.method,
+        "options": config.options(),
+        "param": param.to_json(),
+        "epochs": grid.epochs,
+        "data": data,
+        "n_train": grid.n_train,
+        "depth": grid.depth,
+        "activation": grid.activation,
+        "batch_size": grid.batch_size,
+        "dtype": grid.dtype,
+    }
+    return [
+        {**shared, "width": width, "lr": lr, "seed": seed}
+        for width in grid.widths
+        for lr in grid.lrs
+        for seed in range(grid.seeds)
+    ]
+
+
+def transfer_sweep(
+    config: MethodConfig,
+    param: Parameterization,
+    grid: TransferGrid,
+    *,
+    data: str,
+    metric: str = "train_loss",
+    cache_dir: str | os.PathLike | None = DEFAULT_CACHE_DIR,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    progress: Callable[[CellResult], None] | None = None,
+) -> TransferResult:
+    """Train every (width, lr, seed) cell and find the best learning rate per width.
+
+    Args:
+        config: the learning rule.
+        param: the parameterization (any convention; cells store it as JSON).
+        grid: the axes and training settings.
+        data: ``digits``, ``mnist5k``, ``synthetic`` or a directory of IDX files (a
+            path is made absolute so that workers and the cache key agree).
+        metric: ``train_loss`` or ``test_accuracy``.
+        cache_dir, workers, scheduler, progress: passed to ``run_sweep``.
+
+    Returns:
+        The ``TransferResult``.
+
+    Raises:
+        InvalidInputError: for an unknown metric or data set, or what ``run_sweep``
+            rejects (an unreachable scheduler, an unwritable cache directory).
+    """
+    from muptheory.sweeps import run_sweep
+
+    check_metric(metric)
+    data = _data_name(data)
+    cells = transfer_cells(config, param, grid, data=data)
+    results = run_sweep(
+        transfer_cell,
+        cells,
+        cache_dir=cache_dir,
+        workers=workers,
+        scheduler=scheduler,
+        progress=progress,
+        salt=CELL_SALT,
+    )
+    records = [_record(result) for result in results]
+    return TransferResult(
+        method=config.method,
+        param=param.name or "custom",
+        data=data,
+        metric=metric,
+        grid=grid,
+        cells=records,
+        best_lr=best_learning_rates(records, metric=metric, widths=grid.widths),
+    )
+
+
+def check_metric(metric: str) -> None:
+    if metric not in METRICS:
+        raise InvalidInputError(
+            f"unknown metric {metric!r}; use one of {', '.join(METRICS)}"
+        )
+
+
+def _data_name(data: str) -> str:
+    from muptheory.data import EMBEDDED
+
+    if data in EMBEDDED:
+        return data
+    path = Path(data)
+    if not path.is_dir():
+        raise InvalidInputError(
+            f"unknown data {data!r}; use {', '.join(EMBEDDED)} or a directory of "
+            "IDX files"
+        )
+    return str(path.resolve())
+
+
+def _record(result: CellResult) -> dict[str, Any]:
+    axes = {k: result.params[k] for k in ("width", "lr", "seed")}
+    if not result.ok:
+        # A failed cell (the task raised) scores like a diverged one.
+        return {
+            **axes,
+            "train_loss": None,
+            "test_loss": None,
+            "test_accuracy": None,
+            "diverged": False,
+            "diverged_step": None,
+            "error": result.error,
+            "cached": False,
+        }
+    return {**axes, **result.value, "error": None, "cached": result.cached}
+
+
+# -- the best learning rate -----------------------------------------------------------
+
+
+def seed_scores(
+    cells: Iterable[Mapping[str, Any]], *, metric: str
+) -> dict[tuple[int, float], float | None]:
+    """The metric of each (width, lr) averaged over seeds; None if any seed failed.
+
+    A seed fails when it diverged, its task raised, or its metric is missing.
+    """
+    check_metric(metric)
+    values: dict[tuple[int, float], list[float] | None] = {}
+    for cell in cells:
+        point = (int(cell["width"]), float(cell["lr"]))
+        value = cell.get(metric)
+        failed = bool(cell.get("diverged")) or bool(cell.get("error"))
+        if failed or value is None or not math.isfinite(value):
+            values[point] = None
+        elif values.setdefault(point, []) is not None:
+            values[point].append(float(value))
+    return {p: (sum(v) / len(v) if v else None) for p, v in values.items()}
+
+
+def best_learning_rates(
+    cells: Iterable[Mapping[str, Any]],
+    *,
+    metric: str = "train_loss",
+    widths: Sequence[int] | None = None,
+) -> dict[int, float | None]:
+    """eta*(M) for each width: the best seed-averaged metric, diverged rates worst.
+
+    Args:
+        cells: records with ``width``, ``lr``, ``diverged``, the metric and
+            optionally ``error``.
+        metric: ``train_loss`` (lower is better) or ``test_accuracy`` (higher).
+        widths: the widths to report, in order (default: those in ``cells``).
+
+    Returns:
+        ``{width: best lr}``; None (with a warning) where every rate failed. Ties go
+        to the smaller learning rate.
+    """
+    scores = seed_scores(cells, metric=metric)
+    sign = 1.0 if metric == "train_loss" else -1.0
+    if widths is None:
+        widths = sorted({w for w, _ in scores})
+    best: dict[int, float | None] = {}
+    for width in widths:
+        ranked = sorted(
+            (sign * score, lr)
+            for (w, lr), score in scores.items()
+            if w == width and score is not None
+        )
+        best[width] = ranked[0][1] if ranked else None
+        if not ranked:
+            warnings.warn(
+                f"every learning rate diverged or failed at width {width}; "
+                "it has no best learning rate",
+                stacklevel=2,
+            )
+    return best
+
+
+# -- the plot -----------------------------------------------------------------------
+
+
+def transfer_png(result: TransferResult) -> bytes:
+    """The transfer plot: seed-mean metric against log2(lr), one curve per width.
+
+    Diverged (width, lr) points are left out of the curves and marked with an ``x``
+    on the top (train loss) or bottom (accuracy) edge; each width's best rate is a
+    filled circle.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    scores = seed_scores(result.cells, metric=result.metric)
+    widths = result.grid.widths
+    colours = matplotlib.colormaps["viridis"](
+        [i / max(1, len(widths) - 1) * 0.9 for i in range(len(widths))]
+    )
+    fig = Figure(figsize=(5.5, 4.0), layout="constrained")
+    ax = fig.subplots()
+    edge = 1.0 if result.metric == "train_loss" else 0.0
+    for width, colour in zip(widths, colours, strict=True):
+        points = [(math.log2(lr), scores.get((width, lr))) for lr in result.grid.lrs]
+        kept = [(x, y) for x, y in points if y is not None]
+        if kept:
+            ax.plot(
+                *zip(*kept, strict=True), "o-", ms=3, color=colour, label=f"{width}"
+            )
+        lost = [x for x, y in points if y is None]
+        if lost:
+            ax.plot(
+                lost,
+                [edge] * len(lost),
+                "x",
+                color=colour,
+                transform=ax.get_xaxis_transform(),
+                clip_on=False,
+            )
+        best = result.best_lr.get(width)
+        if best is not None:
+            ax.plot(math.log2(best), scores[(width, best)], "o", ms=7, color=colour)
+    if result.metric == "train_loss":
+        ax.set_yscale("log")
+    ax.set_xlabel("log2 learning rate")
+    ax.set_ylabel("final train loss" if result.metric == "train_loss" else "test acc.")
+    ax.set_title(f"{result.method}, {result.param}, {Path(result.data).name}")
+    ax.legend(title="width", fontsize="small")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    return buffer.getvalue()
+
+
+def write_transfer_png(path: str | os.PathLike, result: TransferResult) -> None:
+    """Write the transfer plot to ``path`` atomically."""
+    atomic_write_bytes(path, transfer_png(result))
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
