@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     except MuptheoryError as err:
         print(f"muptheory {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into a command that stopped reading
+        return 0
     except KeyboardInterrupt:
         print("muptheory: interrupted", file=sys.stderr)
         return 130

@@ -226,6 +226,7 @@ class Calculation:
     assumptions: list[sympy.Expr] = field(default_factory=list)
     assumption_text: list[str] = field(default_factory=list)
     branch_sizes: list[int] = field(default_factory=list)
+    generic_sizes: dict[str, Size] = field(default_factory=dict)
 
     def record(
         self, key: str, size: Size, rule: str = "", note: str = "", label: str = ""
@@ -254,7 +255,7 @@ class Calculation:
         self.branch_sizes.append(len(pieces))
         pick = self.choices[index] if index < len(self.choices) else 0
         name, top = pieces[pick]
-        for other_name, t in pieces:
+        for _other_name, t in pieces:
             gap = sympy.expand(t - top)
             if gap != 0:
                 self.assumptions.append(gap)
@@ -269,13 +270,17 @@ class Scenario:
     """One consistent run of a sizing function."""
 
     calculation: Calculation
+    _assumption_sizes: list | None = None
 
     @property
     def assumptions(self) -> list[sympy.Expr]:
         return self.calculation.assumptions
 
     def holds_at(self, values: dict) -> bool:
-        return all(sympy.Rational(a.subs(values)) <= 0 for a in self.assumptions)
+        """Whether every assumption of the scenario holds at these exponents."""
+        if self._assumption_sizes is None:
+            self._assumption_sizes = [Size.of(a) for a in self.assumptions]
+        return all(size.evaluate(values) <= 0 for size in self._assumption_sizes)
 
 
 def scenarios(sizing: Callable[[Calculation], None]) -> Iterator[Scenario]:

@@ -128,9 +128,12 @@ def sized(config: MethodConfig) -> Sized:
 
 def generic(scenario: Scenario, key: str) -> Size:
     """A quantity's size over the first and a later step (the larger of the two)."""
-    q = scenario.calculation.quantities
-    later = q.get(key + PASS_SUFFIX[2])
-    return q[key] if later is None else q[key] + later
+    cache = scenario.calculation.generic_sizes
+    if key not in cache:
+        q = scenario.calculation.quantities
+        later = q.get(key + PASS_SUFFIX[2])
+        cache[key] = q[key] if later is None else q[key] + later
+    return cache[key]
 
 
 # -- derivation ----------------------------------------------------------------------
@@ -144,6 +147,7 @@ class Derivation:
     parameterization: Parameterization  # fan-in convention
     explanation: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    label: str | None = None
 
     def in_convention(self, convention: str) -> Parameterization:
         return self.parameterization.to(convention)
@@ -187,11 +191,9 @@ def derive_mup(config: MethodConfig) -> Derivation:
                 found.append((solution, scenario))
     if not found:
         raise InvalidInputError(_no_solution_reason(config, s, symbols))
-    if len(found) > 1:
-        rows = "; ".join(_format_solution(sol, s.unknowns) for sol, _ in found)
-        raise UnsupportedError(
-            f"the desiderata have several solutions for {config.method}: {rows}"
-        )
+    # several scenarios can each meet the desiderata (a knob that leaves b_last
+    # free); as within one scenario, the smallest exponents in the pinning order win
+    found.sort(key=lambda pair: [pair[0][symbol] for symbol in symbols])
     solution, scenario = found[0]
     param = _parameterization(solution, s.unknowns, name=f"mup-{config.method}")
     derivation = Derivation(config, param.to_fan_in())
@@ -200,6 +202,14 @@ def derive_mup(config: MethodConfig) -> Derivation:
         assert pinned[sympy.Symbol(f"b_{g}", real=True)] == s.unknowns.b[g]
     derivation.explanation = init_lines + _explain(scenario, solution, s)
     derivation.notes = _notes(config, scenario)
+    if len(found) > 1:
+        others = "; ".join(_format_solution(sol, s.unknowns) for sol, _ in found[1:])
+        derivation.notes.append(
+            f"other scenarios also meet the desiderata ({others}); "
+            "the smallest exponents are reported"
+        )
+    if config.method in ("tp", "dtp"):
+        derivation.notes.append(_kernel_scan_note(config))
     return derivation
 
 
@@ -344,6 +354,35 @@ def _notes(config: MethodConfig, scenario: Scenario) -> list[str]:
     return notes
 
 
+def _kernel_scan_note(config: MethodConfig) -> str:
+    """Whether any stable TP parameterization on a grid lands in the kernel regime."""
+    grid = [Fraction(k, 2) for k in range(-2, 5)]
+    kernel, checked = [], 0
+    for b_last in (Fraction(1, 2), Fraction(1)):
+        for c_first in grid:
+            for c_hidden in grid:
+                for c_last in grid:
+                    p = Parameterization(
+                        b=(Fraction(1, 2), Fraction(1, 2), b_last),
+                        c=(c_first, c_hidden, c_last),
+                    )
+                    checked += 1
+                    if classify(config, p).regime == "kernel":
+                        kernel.append(p)
+    scope = f"mu_bar = {config.mu_bar}"
+    if not kernel:
+        return (
+            f"kernel regime: none among {checked} parameterizations scanned ({scope}); "
+            "the target displacement is built from batch activations, so W_L Delta h "
+            "is a CLT sum and frozen features cannot move the output"
+        )
+    example = kernel[0]
+    return (
+        f"kernel regime: found with {scope} at b={example.b.to_json()} "
+        f"c={example.c.to_json()} ({len(kernel)} of {checked} scanned)"
+    )
+
+
 # -- classification -----------------------------------------------------------------
 
 
@@ -419,8 +458,13 @@ def _scenario_at(s: Sized, values: dict) -> Scenario:
     raise UnsupportedError("no scenario of the calculus covers these exponents")
 
 
-def classify(config: MethodConfig, param: Parameterization) -> Classification:
-    """Stability, regime and failures of ``param`` under ``config``'s method."""
+def classify(
+    config: MethodConfig, param: Parameterization, *, explain: bool = False
+) -> Classification:
+    """Stability, regime and failures of ``param`` under ``config``'s method.
+
+    With ``explain`` the classification also lists every sized quantity.
+    """
     _check_supported(config)
     s = sized(config)
     if s.unknowns.extra:
@@ -428,7 +472,10 @@ def classify(config: MethodConfig, param: Parameterization) -> Classification:
             f"classify needs the {', '.join(s.unknowns.extra)} exponents, which the "
             "command line does not take yet; derive them with `exponents`"
         )
-    values = width_only_values(config, param, s.unknowns)
+    values = {
+        k: Fraction(int(v.p), int(v.q))
+        for k, v in width_only_values(config, param, s.unknowns).items()
+    }
     scenario = _scenario_at(s, values)
     exps = {
         key: generic(scenario, key).evaluate(values)
@@ -445,9 +492,14 @@ def classify(config: MethodConfig, param: Parameterization) -> Classification:
             failures.append(Failure(c.text, c.key, e))
             reasons.append(f"unstable: {c.text} fails, {c.key} grows like M^({e})")
     stable = not failures
-    r = -exps["feature_change[hidden]"]
+    # Tensor Programs IV's r sizes the first-order feature change, Delta h =
+    # Theta(M^-r); where the run is stable it equals the full feature change.
+    r = -max(exps["update[first]"], exps["update[hidden]"])
+    features = exps["feature_change[hidden]"]
     readout_path = exps["readout_path"]
-    readout_only = stable and exps["output_change"] == 0 and r > 0 and readout_path < 0
+    readout_only = (
+        stable and exps["output_change"] == 0 and features < 0 and readout_path < 0
+    )
     if not stable:
         regime = "unstable"
     elif exps["output_change"] < 0:
@@ -455,7 +507,7 @@ def classify(config: MethodConfig, param: Parameterization) -> Classification:
         reasons.append(
             f"trivial: the output change vanishes like M^({exps['output_change']})"
         )
-    elif r == 0:
+    elif features == 0:
         regime = "feature_learning"
         reasons.append("feature learning: hidden features move Theta(1) (r = 0)")
     elif readout_only:
@@ -475,15 +527,22 @@ def classify(config: MethodConfig, param: Parameterization) -> Classification:
     classification = Classification(
         config, param, stable, regime, r, readout_only, failures, exps, reasons
     )
-    classification.explanation = [
-        step.render(values) for step in scenario.calculation.steps
-    ]
+    if explain:
+        classification.explanation = [
+            step.render(values) for step in scenario.calculation.steps
+        ]
     return classification
 
 
 def _reported_keys(scenario: Scenario, s: Sized) -> list[str]:
     keys = [c.key for c in (*desiderata.STABILITY, *s.knobs)]
-    keys += ["readout_path", "activation[first]", "activation[hidden]"]
+    keys += [
+        "readout_path",
+        "activation[first]",
+        "activation[hidden]",
+        "update[first]",
+        "update[hidden]",
+    ]
     return list(dict.fromkeys(keys))
 
 

@@ -1,0 +1,185 @@
+"""Backpropagation with the second-order optimizers K-FAC and Shampoo.
+
+Both precondition BP's gradient delta_l h_(l-1)^T (``bp.py``) from both sides, so
+the update stays a rank-one matrix u_l v_l^T and the rule's signal is the
+preconditioned vector u_l (scaled by the input side's scalar); the calculus then
+applies it to h_(l-1) as an aligned (lln) sum, as for SGD.
+
+K-FAC (Martens & Grosse 2015):
+    Delta W_l = -eta_l (G_l + rho_G I)^(-1) delta_l h_(l-1)^T (A_l + rho_A I)^(-1),
+    A_l = E[h h^T] (fan-in side), G_l = E[delta delta^T] (fan-out side).
+h is an eigenvector of h h^T with eigenvalue |h|^2, so (A + rho_A)^(-1) h =
+h / (|h|^2 + rho_A); likewise (G + rho_G)^(-1) delta = delta / (|delta|^2 + rho_G).
+|v|^2 is an aligned sum of n squared coordinates: n v^2, with n = M or a fixed count.
+
+Shampoo (Gupta et al. 2018), with L = g g^T and R = g^T g for the gradient g:
+    Delta W_l = -eta_l (L + rho I)^(-1/4) g (R + rho I)^(-1/4).
+For g = delta h^T both L and R have the single nonzero eigenvalue
+|delta|^2 |h|^2, so Delta W = -eta g / (|delta|^2 |h|^2 + rho)^(1/2): without
+damping, the unit-spectral-norm matrix delta h^T / (|delta| |h|). One damping per
+layer serves L and R, since they share their nonzero eigenvalues (an assumption:
+the reference code may damp the two factors separately; the exponents agree).
+
+Damping is rho = M^(rho exponent); each exponent is an extra unknown, pinned by
+desideratum 4: the damping is of the order of its factor's nonzero eigenvalue
+(eigenvalue / damping = Theta(1)). Every max(eigenvalue, damping) in an inverse is
+a scenario split (``Calculation.dominant``). Statistics are those of the current
+step's gradient (batch fixed); running averages over steps have the same order.
+Exponents are width-only (``network.py``).
+"""
+
+from __future__ import annotations
+
+import sympy
+
+from muptheory.symbolic.bp import Backprop
+from muptheory.symbolic.calculus import Calculation, Size
+from muptheory.symbolic.network import GROUP_SYMBOLS, Rule, StepState, Unknowns
+
+OPTIMIZERS = ("kfac", "shampoo")
+
+# width exponents of each group's (fan-in, fan-out): M -> 1, a fixed count -> 0
+FAN_EXPONENTS = {"first": (0, 1), "hidden": (1, 1), "last": (1, 0)}
+
+
+def _squared_norm(coord: Size, count_exponent: int) -> Size:
+    """|v|^2 for a vector of M^count_exponent coordinates of size ``coord``."""
+    return coord.squared().times_width(count_exponent)
+
+
+def _power(size: Size, power: sympy.Rational) -> Size:
+    """A one-term size raised to ``power`` (inverses have one dominant term)."""
+    (term,) = size.terms
+    return Size.of(sympy.expand(power * term))
+
+
+class SecondOrder(Rule):
+    """BP preconditioned by K-FAC or Shampoo, sized per layer group."""
+
+    readout_aligned = True  # delta_(L-1) is still built from W_L^T
+
+    def __init__(self, optimizer: str = "kfac"):
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown second-order optimizer {optimizer!r}")
+        self.optimizer = optimizer
+        if optimizer == "kfac":
+            self.extra_unknowns = tuple(
+                f"rho_{side}_{g}" for side in ("A", "G") for g in GROUP_SYMBOLS
+            )
+        else:
+            self.extra_unknowns = tuple(f"rho_{g}" for g in GROUP_SYMBOLS)
+        self._gradient = Backprop("sgd")
+
+    def signals(
+        self, calc: Calculation, u: Unknowns, state: StepState
+    ) -> dict[str, Size]:
+        tag = "" if state.pass_index == 1 else "@2"
+        delta = self._gradient.signals(calc, u, state)
+        h_in = {"first": Size.one(), "hidden": state.h_first, "last": state.h_hidden}
+        precondition = self._kfac if self.optimizer == "kfac" else self._shampoo
+        return {
+            g: precondition(calc, u, g, delta[g], h_in[g], tag) for g in GROUP_SYMBOLS
+        }
+
+    # -- K-FAC ---------------------------------------------------------------------
+
+    def _kfac(
+        self, calc: Calculation, u: Unknowns, group: str, delta: Size, h: Size, tag: str
+    ) -> Size:
+        fan_in, fan_out = FAN_EXPONENTS[group]
+
+        # input side: (A + rho_A)^(-1) h = h / (|h|^2 + rho_A); h's size is the same
+        # on every pass, so the split is made once
+        a_key = f"kfac_A[{group}]"
+        if a_key not in calc.quantities:
+            eigen_a = calc.record(
+                f"kfac_A_eigenvalue[{group}]",
+                _squared_norm(h, fan_in),
+                "lln" if fan_in else "fixed",
+                "aligned sum of squared inputs",
+                f"|h_(l-1)|^2, A's eigenvalue ({group})",
+            )
+            damping_a = Size.of(u.extra[f"rho_A_{group}"])
+            calc.record(
+                f"A_eigenvalue_over_damping[{group}]",
+                eigen_a * damping_a.inverse_of_single(),
+                "",
+                "desideratum 4: damping of the eigenvalue's order",
+                f"|h|^2 / rho_A ({group})",
+            )
+            calc.dominant(a_key, {"|h|^2": eigen_a, "rho_A": damping_a})
+        input_scale = calc.quantities[a_key].inverse_of_single()
+
+        # fan-out side: (G + rho_G)^(-1) delta = delta / (|delta|^2 + rho_G)
+        eigen_g = calc.record(
+            f"kfac_G_eigenvalue[{group}]{tag}",
+            _squared_norm(delta, fan_out),
+            "lln" if fan_out else "fixed",
+            "aligned sum of squared signals",
+            f"|delta_l|^2, G's eigenvalue ({group})",
+        )
+        damping_g = Size.of(u.extra[f"rho_G_{group}"])
+        calc.record(
+            f"G_eigenvalue_over_damping[{group}]{tag}",
+            eigen_g * damping_g.inverse_of_single(),
+            "",
+            "desideratum 4: damping of the eigenvalue's order",
+            f"|delta|^2 / rho_G ({group})",
+        )
+        g_scale = calc.dominant(
+            f"kfac_G[{group}]{tag}", {"|delta|^2": eigen_g, "rho_G": damping_g}
+        )
+        return calc.record(
+            f"preconditioned_signal[{group}]{tag}",
+            delta * g_scale.inverse_of_single() * input_scale,
+            "",
+            "",
+            f"(G + rho_G)^(-1) delta / (|h|^2 + rho_A) ({group})",
+        )
+
+    # -- Shampoo -------------------------------------------------------------------
+
+    def _shampoo(
+        self, calc: Calculation, u: Unknowns, group: str, delta: Size, h: Size, tag: str
+    ) -> Size:
+        fan_in, fan_out = FAN_EXPONENTS[group]
+
+        # L = g g^T and R = g^T g share the nonzero eigenvalue |delta|^2 |h|^2
+        eigen = calc.record(
+            f"shampoo_eigenvalue[{group}]{tag}",
+            _squared_norm(delta, fan_out) * _squared_norm(h, fan_in),
+            "",
+            "aligned sums over fan-out and fan-in",
+            f"|delta|^2 |h|^2, the eigenvalue of L and R ({group})",
+        )
+        damping = Size.of(u.extra[f"rho_{group}"])
+        calc.record(
+            f"shampoo_eigenvalue_over_damping[{group}]{tag}",
+            eigen * damping.inverse_of_single(),
+            "",
+            "desideratum 4: damping of the eigenvalue's order",
+            f"|delta|^2 |h|^2 / rho ({group})",
+        )
+        scale = calc.dominant(
+            f"shampoo_L_R[{group}]{tag}", {"|delta|^2 |h|^2": eigen, "rho": damping}
+        )
+
+        # (L + rho)^(-1/4) on the left and (R + rho)^(-1/4) on the right
+        return calc.record(
+            f"preconditioned_signal[{group}]{tag}",
+            delta * _power(scale, sympy.Rational(-1, 2)),
+            "",
+            "",
+            f"delta / (|delta|^2 |h|^2 + rho)^(1/2) ({group})",
+        )
+
+    # -- desideratum 4 ---------------------------------------------------------------
+
+    def knob_theta(self) -> tuple[str, ...]:
+        if self.optimizer == "kfac":
+            return tuple(
+                f"{side}_eigenvalue_over_damping[{g}]"
+                for side in ("A", "G")
+                for g in GROUP_SYMBOLS
+            )
+        return tuple(f"shampoo_eigenvalue_over_damping[{g}]" for g in GROUP_SYMBOLS)
