@@ -147,6 +147,7 @@ class Derivation:
     parameterization: Parameterization  # fan-in convention
     explanation: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    extra: dict[str, Fraction] = field(default_factory=dict)  # knob exponents
     label: str | None = None
 
     def in_convention(self, convention: str) -> Parameterization:
@@ -161,6 +162,11 @@ class Derivation:
             "b": p.b.to_json(),
             "c": p.c.to_json(),
             "notes": list(self.notes),
+            **(
+                {"damping": {k: str(v) for k, v in self.extra.items()}}
+                if self.extra
+                else {}
+            ),
         }
 
 
@@ -180,6 +186,7 @@ def derive_mup(config: MethodConfig) -> Derivation:
         theta += [
             generic(scenario, c.key) for c in desiderata.STABILITY if c.kind == "theta"
         ]
+        theta += [generic(scenario, c.key) for c in s.knobs if c.kind == "theta"]
         bounded = [Size.of(a) for a in scenario.assumptions]
         bounded += [
             generic(scenario, c.key)
@@ -197,6 +204,10 @@ def derive_mup(config: MethodConfig) -> Derivation:
     solution, scenario = found[0]
     param = _parameterization(solution, s.unknowns, name=f"mup-{config.method}")
     derivation = Derivation(config, param.to_fan_in())
+    derivation.extra = {
+        name: s.unknowns.value(symbol, solution)
+        for name, symbol in s.unknowns.extra.items()
+    }
     init_lines, pinned = _initialization_stage()
     for g in ("first", "hidden"):
         assert pinned[sympy.Symbol(f"b_{g}", real=True)] == s.unknowns.b[g]

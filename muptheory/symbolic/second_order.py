@@ -18,13 +18,18 @@ For g = delta h^T both L and R have the single nonzero eigenvalue
 |delta|^2 |h|^2, so Delta W = -eta g / (|delta|^2 |h|^2 + rho)^(1/2): without
 damping, the unit-spectral-norm matrix delta h^T / (|delta| |h|). One damping per
 layer serves L and R, since they share their nonzero eigenvalues (an assumption:
-the reference code may damp the two factors separately; the exponents agree).
+damping L and R separately would pin each damping to that same eigenvalue).
 
 Damping is rho = M^(rho exponent); each exponent is an extra unknown, pinned by
 desideratum 4: the damping is of the order of its factor's nonzero eigenvalue
 (eigenvalue / damping = Theta(1)). Every max(eigenvalue, damping) in an inverse is
-a scenario split (``Calculation.dominant``). Statistics are those of the current
-step's gradient (batch fixed); running averages over steps have the same order.
+a scenario split (``Calculation.dominant``). Statistics are those of one step's
+gradient (batch fixed). The preconditioner is computed once, from the first step's
+statistics, and held for the later step (as K-FAC's and Shampoo's inverse-update
+interval does): the later step's gradient passes through it. Splitting the later
+step's inverses again would multiply the scenarios (each degenerate, damping and
+eigenvalue being of one order; the first few of that fuller split gave these same
+exponents).
 Exponents are width-only (``network.py``).
 """
 
@@ -111,24 +116,25 @@ class SecondOrder(Rule):
         input_scale = calc.quantities[a_key].inverse_of_single()
 
         # fan-out side: (G + rho_G)^(-1) delta = delta / (|delta|^2 + rho_G)
-        eigen_g = calc.record(
-            f"kfac_G_eigenvalue[{group}]{tag}",
-            _squared_norm(delta, fan_out),
-            "lln" if fan_out else "fixed",
-            "aligned sum of squared signals",
-            f"|delta_l|^2, G's eigenvalue ({group})",
-        )
-        damping_g = Size.of(u.extra[f"rho_G_{group}"])
-        calc.record(
-            f"G_eigenvalue_over_damping[{group}]{tag}",
-            eigen_g * damping_g.inverse_of_single(),
-            "",
-            "desideratum 4: damping of the eigenvalue's order",
-            f"|delta|^2 / rho_G ({group})",
-        )
-        g_scale = calc.dominant(
-            f"kfac_G[{group}]{tag}", {"|delta|^2": eigen_g, "rho_G": damping_g}
-        )
+        g_key = f"kfac_G[{group}]"
+        if g_key not in calc.quantities:
+            eigen_g = calc.record(
+                f"kfac_G_eigenvalue[{group}]",
+                _squared_norm(delta, fan_out),
+                "lln" if fan_out else "fixed",
+                "aligned sum of squared signals",
+                f"|delta_l|^2, G's eigenvalue ({group})",
+            )
+            damping_g = Size.of(u.extra[f"rho_G_{group}"])
+            calc.record(
+                f"G_eigenvalue_over_damping[{group}]",
+                eigen_g * damping_g.inverse_of_single(),
+                "",
+                "desideratum 4: damping of the eigenvalue's order",
+                f"|delta|^2 / rho_G ({group})",
+            )
+            calc.dominant(g_key, {"|delta|^2": eigen_g, "rho_G": damping_g})
+        g_scale = calc.quantities[g_key]
         return calc.record(
             f"preconditioned_signal[{group}]{tag}",
             delta * g_scale.inverse_of_single() * input_scale,
@@ -145,24 +151,25 @@ class SecondOrder(Rule):
         fan_in, fan_out = FAN_EXPONENTS[group]
 
         # L = g g^T and R = g^T g share the nonzero eigenvalue |delta|^2 |h|^2
-        eigen = calc.record(
-            f"shampoo_eigenvalue[{group}]{tag}",
-            _squared_norm(delta, fan_out) * _squared_norm(h, fan_in),
-            "",
-            "aligned sums over fan-out and fan-in",
-            f"|delta|^2 |h|^2, the eigenvalue of L and R ({group})",
-        )
-        damping = Size.of(u.extra[f"rho_{group}"])
-        calc.record(
-            f"shampoo_eigenvalue_over_damping[{group}]{tag}",
-            eigen * damping.inverse_of_single(),
-            "",
-            "desideratum 4: damping of the eigenvalue's order",
-            f"|delta|^2 |h|^2 / rho ({group})",
-        )
-        scale = calc.dominant(
-            f"shampoo_L_R[{group}]{tag}", {"|delta|^2 |h|^2": eigen, "rho": damping}
-        )
+        key = f"shampoo_L_R[{group}]"
+        if key not in calc.quantities:
+            eigen = calc.record(
+                f"shampoo_eigenvalue[{group}]",
+                _squared_norm(delta, fan_out) * _squared_norm(h, fan_in),
+                "",
+                "aligned sums over fan-out and fan-in",
+                f"|delta|^2 |h|^2, the eigenvalue of L and R ({group})",
+            )
+            damping = Size.of(u.extra[f"rho_{group}"])
+            calc.record(
+                f"shampoo_eigenvalue_over_damping[{group}]",
+                eigen * damping.inverse_of_single(),
+                "",
+                "desideratum 4: damping of the eigenvalue's order",
+                f"|delta|^2 |h|^2 / rho ({group})",
+            )
+            calc.dominant(key, {"|delta|^2 |h|^2": eigen, "rho": damping})
+        scale = calc.quantities[key]
 
         # (L + rho)^(-1/4) on the left and (R + rho)^(-1/4) on the right
         return calc.record(
