@@ -20,7 +20,8 @@ TIMES = [0.0, 1.0, 3.5, 10.0, 40.0]
 
 @pytest.fixture(scope="session")
 def nt_baseline():
-    pytest.importorskip("neural_tangents")  # the test extra pins it
+    import neural_tangents  # noqa: F401  (the test extra pins it)
+
     return {
         (depth, sigma): neural_tangents_baseline(
             TASK, depth=depth, sigma=sigma, lr=0.05, times=TIMES

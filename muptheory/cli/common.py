@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
@@ -113,3 +114,30 @@ def method_config(args: argparse.Namespace):
 def print_json(data) -> None:
     json.dump(data, sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+def resolve_parameterization(name: str, config, *, a=None, b=None, c=None):
+    """The named parameterization with exponent overrides applied.
+
+    ``mup`` is the SGD preset for BP with SGD and the method's own derived muP
+    (``muptheory.symbolic.derive_mup``) for every other method or optimizer.
+    """
+    from muptheory.parameterization import LayerExponents, preset
+
+    key = name.strip().lower()
+    if key in ("mup", "mu-p") and not (
+        config.method == "bp" and config.optimizer == "sgd"
+    ):
+        from muptheory.symbolic import derive_mup
+
+        param = derive_mup(config).parameterization.to("fan_in")
+    else:
+        param = preset(name)
+    overrides = {
+        k: LayerExponents.of(v) for k, v in (("a", a), ("b", b), ("c", c)) if v
+    }
+    if overrides:
+        param = dataclasses.replace(
+            param, name=f"{param.name or name}+overrides", **overrides
+        )
+    return param

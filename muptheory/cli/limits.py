@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import warnings
 
 from muptheory.cli.common import (
     add_method_argument,
@@ -21,7 +20,7 @@ from muptheory.cli.common import (
     atomic_write_bytes,
     print_json,
 )
-from muptheory.errors import InvalidInputError, MuptheoryError
+from muptheory.errors import InvalidInputError
 
 LIMIT_HELP = "exact infinite-width training dynamics of a deep linear network"
 INTERPOLATION_HELP = "PC's limiting interpolation between first order and Gauss-Newton"
@@ -138,7 +137,7 @@ def run_limit(args: argparse.Namespace) -> int:
 
     config = _method_config(args)
     _check_sizes(args)
-    param = resolve_parameterization(args.param, config)
+    param = _limit_parameterization(args.param, config)
     task = _task(args)
     if _is_kernel_regime(config, param):
         result = kernel_regime_limit(
@@ -217,30 +216,15 @@ def _check_sizes(args) -> None:
             raise InvalidInputError(f"--{name} must be at least {least}, got {value}")
 
 
-def resolve_parameterization(name: str, config):
-    """``mup``: the method's derived muP (``muptheory.symbolic.derive_mup``);
-    ``limit-mup``: the limit engine's maximal-update exponents; else a preset."""
+def _limit_parameterization(name: str, config):
+    """``limit-mup``: the limit engine's own maximal-update exponents; anything else
+    (``mup``, presets) as every command resolves it."""
+    from muptheory.cli.common import resolve_parameterization
     from muptheory.limits.scaling import maximal_update
-    from muptheory.parameterization import preset
 
-    key = name.strip().lower()
-    if key == "limit-mup":
+    if name.strip().lower() == "limit-mup":
         return maximal_update(config)
-    if key in ("mup", "mu-p"):
-        try:
-            from muptheory.symbolic import derive_mup
-
-            return derive_mup(config).parameterization
-        except (ImportError, MuptheoryError) as err:
-            fallback = maximal_update(config)
-            warnings.warn(
-                f"muptheory.symbolic.derive_mup gave no muP for {config.method} "
-                f"({err}); using the limit engine's maximal-update exponents "
-                f"c = {fallback.c.to_json()}",
-                stacklevel=2,
-            )
-            return fallback
-    return preset(name)
+    return resolve_parameterization(name, config)
 
 
 def _is_kernel_regime(config, param) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 
 from muptheory.cli.common import (
     add_method_argument,
@@ -20,6 +19,7 @@ from muptheory.cli.common import (
     atomic_write_bytes,
     method_config,
     print_json,
+    resolve_parameterization,
 )
 
 _EPILOG = """\
@@ -163,31 +163,6 @@ def run_coordcheck(args: argparse.Namespace) -> int:
         verdict = "all agree" if result.all_agree else "some quantities DISAGREE"
         print(f"\n{verdict} (fit on the widest {settings.fit_widths} widths)")
     return 0
-
-
-def resolve_parameterization(name: str, config, *, a=None, b=None, c=None):
-    """The named parameterization with exponent overrides applied.
-
-    ``mup`` is the SGD preset for BP with SGD and the method's own derived muP
-    (``muptheory.symbolic.derive_mup``) for every other method or optimizer.
-    """
-    from muptheory.parameterization import LayerExponents, preset
-
-    key = name.strip().lower()
-    if key in ("mup", "mu-p") and not (
-        config.method == "bp" and config.optimizer == "sgd"
-    ):
-        from muptheory.symbolic import derive_mup
-
-        param = derive_mup(config).parameterization.to("fan_in")
-    else:
-        param = preset(name)
-    overrides = {
-        k: LayerExponents.of(v) for k, v in (("a", a), ("b", b), ("c", c)) if v
-    }
-    if overrides:
-        param = replace(param, name=f"{param.name or name}+overrides", **overrides)
-    return param
 
 
 def _predictions(config, param, depth: int):

@@ -123,7 +123,7 @@ def register(subparsers) -> None:
 
 def run_transfer(args: argparse.Namespace) -> int:
     """Run a transfer sweep as the arguments say; print the table or JSON."""
-    from muptheory.cli.simulate import resolve_parameterization
+    from muptheory.cli.common import resolve_parameterization
     from muptheory.transfer import DEFAULT_LRS, DEFAULT_WIDTHS, TransferGrid
 
     config = method_config(args)
