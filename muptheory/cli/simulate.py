@@ -166,6 +166,6 @@ def run_coordcheck(args: argparse.Namespace) -> int:
 
 
 def _predictions(config, param, depth: int):
-    from muptheory.symbolic import coord_exponents
+    from muptheory.simulate.coordcheck import predictions_by_step
 
-    return coord_exponents(config, param, depth=depth)
+    return predictions_by_step(config, param, depth=depth)

@@ -275,9 +275,7 @@ def coord_check(
     """
     settings = settings or CoordCheckSettings()
     if predicted is None:
-        from muptheory.symbolic import coord_exponents
-
-        predicted = coord_exponents(config, param, depth=settings.depth)
+        predicted = predictions_by_step(config, param, depth=settings.depth)
     sizes, diverged = measure_sizes(
         config, param, data, settings=settings, progress=progress
     )
@@ -467,8 +465,14 @@ def fit_all(
     fits = []
     for (name, layer), values in sizes.items():
         steps = [0] if name in ("h", "f") else range(1, settings.steps + 1)
-        pred = None if predicted is None else predicted.get((name, layer))
         for t in steps:
+            # a prediction for this very step (the first step differs from later
+            # ones when the readout's first update changes the backward signal)
+            pred = (
+                None
+                if predicted is None
+                else predicted.get((name, layer, t), predicted.get((name, layer)))
+            )
             at = values[:, :, t]
             # widths where every seed is still alive; then the widest of those
             usable = np.flatnonzero(np.all(np.isfinite(at), axis=1))
@@ -530,3 +534,13 @@ def seed_means(values: np.ndarray) -> list[list[float | None]]:
             row.append(float(finite.mean()) if finite.size else None)
         out.append(row)
     return out
+
+
+def predictions_by_step(config, param, *, depth: int) -> dict:
+    """The engine's exponents: (quantity, layer, 1) for the first step and
+    (quantity, layer) for every later step and for the values at init."""
+    from muptheory.symbolic import coord_exponents
+
+    later = coord_exponents(config, param, depth=depth)
+    first = coord_exponents(config, param, depth=depth, step=1)
+    return {**later, **{(name, layer, 1): e for (name, layer), e in first.items()}}

@@ -85,6 +85,9 @@ class Rule:
 
     #: whether the last hidden layer's change is aligned with W_L (coherent readout)
     readout_aligned: bool = True
+    #: whether feature changes lie in the span of the batch activations (h . dh is
+    #: then an aligned sum)
+    change_in_activation_span: bool = False
 
     def signals(
         self, calc: Calculation, u: Unknowns, state: StepState
@@ -245,11 +248,18 @@ def _updates_and_changes(
         "square random W: same order aligned or not",
         "W_l dh_(l-1)",
     )
+    # dW = (signal) h^T applied to dh sums h . dh: aligned only when the change
+    # lies in the span of the activations (TP's batch-built targets)
+    overlap, overlap_why = (
+        ("lln", "dh lies in the span of the activations")
+        if rule.change_in_activation_span
+        else ("clt", "dh built from W^T signals, independent of h")
+    )
     second_order = calc.sum_rule(
         f"second_order_change{tag}",
         entries["hidden"] * dh_first,
-        "lln",
-        "dW built from h, applied to dh",
+        overlap,
+        overlap_why,
         "dW_l dh_(l-1)",
     )
     dh_hidden = calc.record(
@@ -275,8 +285,8 @@ def _updates_and_changes(
     readout_update = calc.sum_rule(
         f"readout_update_path{tag}",
         entries["last"] * dh_hidden,
-        "lln",
-        "dW_L built from h, applied to dh",
+        overlap,
+        overlap_why,
         "dW_L dh_(L-1)",
     )
     output_change = calc.record(

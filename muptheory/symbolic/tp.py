@@ -22,6 +22,7 @@ from muptheory.symbolic.network import Rule, StepState, Unknowns
 
 class TargetPropagation(Rule):
     readout_aligned = False
+    change_in_activation_span = True
 
     def __init__(self, mu_bar, *, difference: bool):
         self.mu = Size.of(-mu_bar)
