@@ -155,7 +155,10 @@ class MethodConfig:
                 raise InvalidInputError(
                     f"{name} must be a positive number, got {value!r}"
                 )
-        if not self.inference_rate > 0:
+        if not (
+            isinstance(self.inference_rate, int | float)
+            and 0 < self.inference_rate < float("inf")
+        ):
             raise InvalidInputError(
                 f"inference_rate must be positive, got {self.inference_rate!r}"
             )

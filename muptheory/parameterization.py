@@ -60,11 +60,11 @@ def parse_exponent(value: str | int | float | Fraction) -> Fraction:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise InvalidInputError(f"exponent must be finite, got {value!r}")
-        return Fraction(repr(value))
+        return _bounded(Fraction(repr(value)), value)
     if isinstance(value, str):
         text = value.strip()
         try:
-            return Fraction(text)
+            parsed = Fraction(text)
         except ZeroDivisionError:
             raise InvalidInputError(
                 f"exponent {value!r} divides by zero; write a rational such as 1/2"
@@ -74,9 +74,22 @@ def parse_exponent(value: str | int | float | Fraction) -> Fraction:
                 f"exponent {value!r} is not a rational number; "
                 "write an integer, a fraction such as 1/2 or a decimal such as 0.5"
             ) from None
+        return _bounded(parsed, value)
     raise InvalidInputError(
         f"exponent must be a rational number, not {type(value).__name__}"
     )
+
+
+MAX_EXPONENT = 1000
+
+
+def _bounded(value: Fraction, original) -> Fraction:
+    if abs(value) > MAX_EXPONENT:
+        raise InvalidInputError(
+            f"exponent {original!r} is out of range: width exponents must lie in "
+            f"[-{MAX_EXPONENT}, {MAX_EXPONENT}]"
+        )
+    return value
 
 
 def format_exponent(value: Fraction) -> str:

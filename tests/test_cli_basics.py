@@ -15,3 +15,11 @@ def test_unknown_command_is_one_line_exit_2():
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert "invalid choice" in result.stderr
+
+
+def test_coordcheck_rejects_a_bad_plot_path_before_training(tmp_path):
+    for plot in (str(tmp_path), str(tmp_path / "missing" / "x.png")):
+        result = run_cli("coordcheck", "bp", "--param", "mup", "--plot", plot)
+        assert result.returncode == 2
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert "Traceback" not in result.stderr

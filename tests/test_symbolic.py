@@ -246,6 +246,8 @@ def test_cli_markdown_latex_and_explain():
         ("classify", "bp", "--c", "0", "0", "0"),
         ("exponents", "bp", "--gamma-bar-last", "-1"),
         ("exponents", "pc", "--gamma-bar-last", "-2"),
+        ("exponents", "gnt", "--lambda-bar", "1e400"),
+        ("exponents", "pc", "--inference", "iterative", "--inference-rate", "1e400"),
     ],
 )
 def test_cli_bad_input_is_one_line_exit_2(args):

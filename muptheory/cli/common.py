@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 
+from muptheory.errors import InvalidInputError
 from muptheory.io import atomic_write_bytes, atomic_write_text  # noqa: F401 (moved)
 from muptheory.methods import METHODS, OPTIMIZERS, PC_INFERENCE, TP_FEEDBACK
 
@@ -141,3 +143,14 @@ def resolve_parameterization(name: str, config, *, a=None, b=None, c=None):
             param, name=f"{param.name or name}+overrides", **overrides
         )
     return param
+
+
+def check_output_file(path: str) -> None:
+    """Reject an output path whose directory is missing or read-only, before a run."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise InvalidInputError(f"output directory {directory!r} does not exist")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise InvalidInputError(f"output directory {directory!r} is not writable")
+    if os.path.isdir(path):
+        raise InvalidInputError(f"output {path!r} is a directory; give a file name")

@@ -17,6 +17,7 @@ from muptheory.cli.common import (
     add_method_options,
     add_subcommand,
     atomic_write_bytes,
+    check_output_file,
     method_config,
     print_json,
     resolve_parameterization,
@@ -124,6 +125,8 @@ def run_coordcheck(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         fit_widths=args.fit_widths,
     )
+    if args.plot:
+        check_output_file(args.plot)
     param = resolve_parameterization(args.param, config, a=args.a, b=args.b, c=args.c)
     data = load_dataset(args.data, seed=0)
     predicted = _predictions(config, param, settings.depth)

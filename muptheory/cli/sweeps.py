@@ -9,17 +9,16 @@ directory, so a repeated command computes nothing new.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from muptheory.cli.common import (
     add_method_argument,
     add_method_options,
     add_subcommand,
+    check_output_file,
     method_config,
     print_json,
 )
-from muptheory.errors import InvalidInputError
 
 _EPILOG = """\
 --param mup is the method's own derived muP (the SGD preset for BP with SGD).
@@ -139,7 +138,7 @@ def run_transfer(args: argparse.Namespace) -> int:
         dtype=args.dtype,
     )
     if args.plot:
-        _check_writable_file(args.plot)
+        check_output_file(args.plot)
     param = resolve_parameterization(args.param, config)
     result = _sweep(args, config, param, grid)
 
@@ -182,17 +181,6 @@ def _sweep(args, config, param, grid):
             scheduler=args.scheduler,
             progress=lambda _: bar.update(),
         )
-
-
-def _check_writable_file(path: str) -> None:
-    """Reject an output path whose directory is missing or read-only, before the run."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise InvalidInputError(f"output directory {directory!r} does not exist")
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise InvalidInputError(f"output directory {directory!r} is not writable")
-    if os.path.isdir(path):
-        raise InvalidInputError(f"output {path!r} is a directory; give a file name")
 
 
 def _print_table(result) -> None:
