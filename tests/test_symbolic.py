@@ -226,6 +226,16 @@ def test_cli_classify_bp_json_as_in_the_issue():
     assert data["stable"] is True and data["regime"] == "kernel" and data["r"] == "1/2"
 
 
+def test_cli_reads_negative_fractions_as_values():
+    out = cli("exponents", "pc", "--gamma-bar-last", "-1/2", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["c"] == {
+        "first": "-1/2",
+        "hidden": "1/2",
+        "last": "1",
+    }
+
+
 def test_cli_markdown_latex_and_explain():
     md = cli("exponents", "bp", "--markdown")
     assert md.returncode == 0 and "| b_1 |" in md.stdout

@@ -61,10 +61,6 @@ class Unknowns:
             return Fraction(int(v.p), int(v.q))
         return Fraction(symbol_or_number)
 
-    def all_symbols(self) -> list[sympy.Symbol]:
-        out = [*self.b.values(), *self.c.values(), *self.extra.values()]
-        return [s for s in out if isinstance(s, sympy.Symbol)]
-
 
 @dataclass
 class StepState:
