@@ -80,7 +80,7 @@ def render_rows(derivations: list[Derivation], fmt: str, convention: str) -> str
             lines.append(" & ".join(cells) + r" \\")
         lines += [r"\hline", r"\end{tabular}"]
         return f"% {caption}\n" + "\n".join(lines)
-    width = max(len(r[0]) for r in rows) if rows else 6
+    width = max([len(head[0]), *(len(r[0]) for r in rows)])
     lines = [caption, f"{head[0]:<{width}}  " + "".join(f"{h:>6}" for h in head[1:])]
     lines += [f"{r[0]:<{width}}  " + "".join(f"{v:>6}" for v in r[1:]) for r in rows]
     return "\n".join(lines)
