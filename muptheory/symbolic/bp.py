@@ -25,7 +25,7 @@ class Backprop(Rule):
     def signals(
         self, calc: Calculation, u: Unknowns, state: StepState
     ) -> dict[str, Size]:
-        tag = "" if state.pass_index == 1 else "@2"
+        tag = state.tag
         top = calc.sum_rule(
             "signal[hidden]" + tag,
             state.readout_entries * state.error,

@@ -12,7 +12,7 @@ is built from W_L^T, so the last hidden layer's change is aligned with the reado
 from __future__ import annotations
 
 from muptheory.symbolic.calculus import Calculation, Size
-from muptheory.symbolic.network import Rule, StepState, Unknowns
+from muptheory.symbolic.network import Rule, StepState, Unknowns, jacobian_gram
 
 
 class GaussNewtonTargets(Rule):
@@ -24,14 +24,8 @@ class GaussNewtonTargets(Rule):
     def signals(
         self, calc: Calculation, u: Unknowns, state: StepState
     ) -> dict[str, Size]:
-        tag = "" if state.pass_index == 1 else "@2"
-        jjt = calc.sum_rule(
-            "jacobian_gram" + tag,
-            state.readout_entries.squared(),
-            "lln",
-            "sum over M of squared readout entries",
-            "J J^T (C x C)",
-        )
+        tag = state.tag
+        jjt = jacobian_gram(calc, state)
         candidates = {"J J^T": jjt}
         if self.lambda_bar is not None:
             candidates["lambda"] = Size.of(-self.lambda_bar)

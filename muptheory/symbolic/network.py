@@ -75,6 +75,11 @@ class StepState:
     hidden_entries: Size  # entries of a hidden W at the start of this step
     previous: dict = field(default_factory=dict)  # sizes from the previous pass
 
+    @property
+    def tag(self) -> str:
+        """The suffix of this pass's quantity keys."""
+        return PASS_SUFFIX[self.pass_index]
+
 
 class Rule:
     """A learning rule's contribution to the step; subclasses fill in the signals."""
@@ -112,6 +117,18 @@ class Rule:
 
 
 PASS_SUFFIX = {1: "", 2: "@2"}
+
+
+def jacobian_gram(calc: Calculation, state: StepState) -> Size:
+    """J J^T (C x C) for J = df/dh_(L-1): an aligned sum over M of squared readout
+    entries; deeper Jacobians pass fresh hidden matrices and keep its size."""
+    return calc.sum_rule(
+        "jacobian_gram" + state.tag,
+        state.readout_entries.squared(),
+        "lln",
+        "sum over M of squared readout entries",
+        "J J^T (C x C)",
+    )
 
 
 def size_initialization(calc: Calculation, b: dict) -> dict[str, Size]:

@@ -25,7 +25,7 @@ that grows with the width.
 from __future__ import annotations
 
 from muptheory.symbolic.calculus import Calculation, Size
-from muptheory.symbolic.network import Rule, StepState, Unknowns
+from muptheory.symbolic.network import Rule, StepState, Unknowns, jacobian_gram
 
 
 class PredictiveCoding(Rule):
@@ -43,14 +43,8 @@ class PredictiveCoding(Rule):
     def signals(
         self, calc: Calculation, u: Unknowns, state: StepState
     ) -> dict[str, Size]:
-        tag = "" if state.pass_index == 1 else "@2"
-        jjt = calc.sum_rule(
-            "jacobian_gram" + tag,
-            state.readout_entries.squared(),
-            "lln",
-            "sum over M of squared readout entries",
-            "J J^T (C x C)",
-        )
+        tag = state.tag
+        jjt = jacobian_gram(calc, state)
         c_gamma = calc.record(
             "inference_conditioning" + tag,
             self.ratio * jjt,

@@ -78,7 +78,7 @@ class SecondOrder(Rule):
     def signals(
         self, calc: Calculation, u: Unknowns, state: StepState
     ) -> dict[str, Size]:
-        tag = "" if state.pass_index == 1 else "@2"
+        tag = state.tag
         delta = self._gradient.signals(calc, u, state)
         h_in = {"first": Size.one(), "hidden": state.h_first, "last": state.h_hidden}
         precondition = self._kfac if self.optimizer == "kfac" else self._shampoo
@@ -93,48 +93,23 @@ class SecondOrder(Rule):
     ) -> Size:
         fan_in, fan_out = FAN_EXPONENTS[group]
 
-        # input side: (A + rho_A)^(-1) h = h / (|h|^2 + rho_A); h's size is the same
-        # on every pass, so the split is made once
-        a_key = f"kfac_A[{group}]"
-        if a_key not in calc.quantities:
-            eigen_a = calc.record(
-                f"kfac_A_eigenvalue[{group}]",
-                _squared_norm(h, fan_in),
-                "lln" if fan_in else "fixed",
-                "aligned sum of squared inputs",
-                f"|h_(l-1)|^2, A's eigenvalue ({group})",
-            )
-            damping_a = Size.of(u.extra[f"rho_A_{group}"])
-            calc.record(
-                f"A_eigenvalue_over_damping[{group}]",
-                eigen_a * damping_a.inverse_of_single(),
-                "",
-                "desideratum 4: damping of the eigenvalue's order",
-                f"|h|^2 / rho_A ({group})",
-            )
-            calc.dominant(a_key, {"|h|^2": eigen_a, "rho_A": damping_a})
-        input_scale = calc.quantities[a_key].inverse_of_single()
-
-        # fan-out side: (G + rho_G)^(-1) delta = delta / (|delta|^2 + rho_G)
-        g_key = f"kfac_G[{group}]"
-        if g_key not in calc.quantities:
-            eigen_g = calc.record(
-                f"kfac_G_eigenvalue[{group}]",
-                _squared_norm(delta, fan_out),
-                "lln" if fan_out else "fixed",
-                "aligned sum of squared signals",
-                f"|delta_l|^2, G's eigenvalue ({group})",
-            )
-            damping_g = Size.of(u.extra[f"rho_G_{group}"])
-            calc.record(
-                f"G_eigenvalue_over_damping[{group}]",
-                eigen_g * damping_g.inverse_of_single(),
-                "",
-                "desideratum 4: damping of the eigenvalue's order",
-                f"|delta|^2 / rho_G ({group})",
-            )
-            calc.dominant(g_key, {"|delta|^2": eigen_g, "rho_G": damping_g})
-        g_scale = calc.quantities[g_key]
+        # input side: (A + rho_A)^(-1) h = h / (|h|^2 + rho_A); fan-out side:
+        # (G + rho_G)^(-1) delta = delta / (|delta|^2 + rho_G). Each split is made
+        # once: the preconditioner is held from the first step.
+        a_scale = _damped_factor(
+            calc, u, "A", group, _squared_norm(h, fan_in), fan_in, "h", "inputs"
+        )
+        g_scale = _damped_factor(
+            calc,
+            u,
+            "G",
+            group,
+            _squared_norm(delta, fan_out),
+            fan_out,
+            "delta",
+            "signals",
+        )
+        input_scale = a_scale.inverse_of_single()
         return calc.record(
             f"preconditioned_signal[{group}]{tag}",
             delta * g_scale.inverse_of_single() * input_scale,
@@ -190,3 +165,40 @@ class SecondOrder(Rule):
                 for g in GROUP_SYMBOLS
             )
         return tuple(f"shampoo_eigenvalue_over_damping[{g}]" for g in GROUP_SYMBOLS)
+
+
+def _damped_factor(
+    calc: Calculation,
+    u: Unknowns,
+    factor: str,
+    group: str,
+    squared_norm: Size,
+    wide: bool,
+    vector: str,
+    what: str,
+) -> Size:
+    """The size of (|v|^2 + rho) for a K-FAC factor, split once per group.
+
+    Records the factor's eigenvalue |v|^2 (an aligned sum when the side is M wide),
+    the ratio eigenvalue / damping that desideratum 4 pins to Theta(1), and which
+    of the two dominates.
+    """
+    key = f"kfac_{factor}[{group}]"
+    if key not in calc.quantities:
+        eigen = calc.record(
+            f"kfac_{factor}_eigenvalue[{group}]",
+            squared_norm,
+            "lln" if wide else "fixed",
+            f"aligned sum of squared {what}",
+            f"|{vector}|^2, {factor}'s eigenvalue ({group})",
+        )
+        damping = Size.of(u.extra[f"rho_{factor}_{group}"])
+        calc.record(
+            f"{factor}_eigenvalue_over_damping[{group}]",
+            eigen * damping.inverse_of_single(),
+            "",
+            "desideratum 4: damping of the eigenvalue's order",
+            f"|{vector}|^2 / rho_{factor} ({group})",
+        )
+        calc.dominant(key, {f"|{vector}|^2": eigen, f"rho_{factor}": damping})
+    return calc.quantities[key]

@@ -31,7 +31,7 @@ class TargetPropagation(Rule):
     def signals(
         self, calc: Calculation, u: Unknowns, state: StepState
     ) -> dict[str, Size]:
-        tag = "" if state.pass_index == 1 else "@2"
+        tag = state.tag
         gram_top = calc.sum_rule(
             "output_gram" + tag, state.output.squared(), "fixed", "C outputs", "F^T F"
         )
