@@ -12,6 +12,11 @@ lambda, mu) and exposes
 only the simulator has (PC forward initialization, TP's beta, the feedback training
 noise, Adam's constants, the equilibrium solver's stopping rule) live in ``SimOptions``.
 
+The base learning rate is the only number a sweep changes between runs of one shape,
+so it can also be passed traced: ``sim.update_fn(state, x, y, rates)`` takes the
+step's ``Rates`` (from ``sim.rates(lr)``) as an argument, and one compilation of it
+serves every learning rate of simulators with the same ``sim.static_key``.
+
 Example:
     >>> sim = Simulator(MethodConfig.create("pc"), preset("mup"),
     ...                 Architecture(width=256, depth=3, input_dim=64, n_outputs=10),
@@ -43,7 +48,7 @@ from muptheory.simulate.network import (
     layer_scales,
 )
 from muptheory.simulate.precision import dtype_name, precision
-from muptheory.simulate.signals import LayerSignals, sgd_apply, weight_gradients
+from muptheory.simulate.signals import LayerSignals, weight_gradients
 
 Array = jax.Array
 
@@ -96,6 +101,22 @@ class TrainState(NamedTuple):
     step: Array
 
 
+class Rates(NamedTuple):
+    """The numbers of a step that depend on the base learning rate eta.
+
+    Attributes:
+        weights: per layer, the factor of the update w_l <- w_l - weights[l] g_l:
+            eta_l = eta M^{-c_l} where g_l is BP's gradient in w_l (or Adam's
+            direction), eta_l m_l where g_l is a local method's gradient in the
+            effective weight W_l = m_l w_l.
+        feedback: learning rate of trained feedback, eta_fb M^{-c_fb} (unused
+            without trained feedback).
+    """
+
+    weights: tuple
+    feedback: float | Array
+
+
 class StepInfo(NamedTuple):
     """Per-step diagnostics: the batch loss before the update."""
 
@@ -135,18 +156,46 @@ class Simulator:
         self.gammas = pc.pc_gammas(config, width=width, depth=arch.depth)
         self.damping = gnt.gnt_damping(config, width=width)
         self.mu = config.mu0 * float(width) ** float(-config.mu_bar)
-        fb_lr = lr if self.options.feedback_lr is None else self.options.feedback_lr
-        self.feedback_lr = fb_lr * float(width) ** float(-config.feedback_c)
+        self.lr = lr
+        self.feedback_lr = self.rates(lr).feedback
         tol = self.options.equilibrium_tol
         self.tol = (
             tol if tol is not None else (1e-10 if self.dtype == "float64" else 1e-5)
         )
         self.step_fn = self._step
+        self.update_fn = self._update
         self._jit_step = jax.jit(self._step)
         self._jit_step_many = jax.jit(jax.vmap(self._step, in_axes=(0, None, None)))
         self._jit_signals = jax.jit(self._signals)
 
     # -- public API ----------------------------------------------------------------
+
+    @property
+    def static_key(self) -> tuple:
+        """Everything ``update_fn`` compiles in: equal keys, interchangeable code.
+
+        The base learning rate is left out; it enters through ``Rates``.
+        """
+        return (self.config, self.param, self.arch, self.dtype, self.options)
+
+    def rates(self, lr: float | None = None) -> Rates:
+        """The step's ``Rates`` at base learning rate ``lr`` (default: this one's).
+
+        The products eta M^{-c_l} m_l are taken in Python floats, as the step with
+        the rates built in takes them, so both give the same numbers.
+        """
+        lr = self.lr if lr is None else lr
+        scales = layer_scales(self.param, self.arch, lr=lr, sigma=self.options.sigma)
+        if self.config.method == "bp":
+            weights = scales.lrs
+        else:
+            weights = tuple(
+                eta * m for eta, m in zip(scales.lrs, scales.multipliers, strict=True)
+            )
+        # trained feedback's rate follows eta unless SimOptions fixes it
+        base = lr if self.options.feedback_lr is None else self.options.feedback_lr
+        feedback = base * float(self.arch.width) ** float(-self.config.feedback_c)
+        return Rates(tuple(weights), feedback)
 
     def init(self, seed: int | Array) -> TrainState:
         """Fresh weights (and feedback, optimizer state) from an int seed or a key."""
@@ -280,6 +329,11 @@ class Simulator:
     def _step(
         self, state: TrainState, x: Array, y: Array
     ) -> tuple[TrainState, StepInfo]:
+        return self._update(state, x, y, self.rates())
+
+    def _update(
+        self, state: TrainState, x: Array, y: Array, rates: Rates
+    ) -> tuple[TrainState, StepInfo]:
         scales = self.scales
         key, feedback = state.key, state.feedback
         if self._uses_feedback:
@@ -294,7 +348,7 @@ class Simulator:
                     activation=self.arch.activation,
                     difference=self.config.method == "dtp",
                     noise=self.options.feedback_noise,
-                    lr=self.feedback_lr,
+                    lr=rates.feedback,
                 )
             state = state._replace(feedback=feedback)
 
@@ -309,7 +363,7 @@ class Simulator:
                     state.weights,
                     grads,
                     opt,
-                    scales.lrs,
+                    rates.weights,
                     b1=o.adam_b1,
                     b2=o.adam_b2,
                     eps=o.adam_eps,
@@ -317,7 +371,9 @@ class Simulator:
             else:
                 weights = tuple(
                     w - eta * g
-                    for w, g, eta in zip(state.weights, grads, scales.lrs, strict=True)
+                    for w, g, eta in zip(
+                        state.weights, grads, rates.weights, strict=True
+                    )
                 )
         else:
             update = self._signals(state, x, y)
@@ -325,11 +381,12 @@ class Simulator:
                 self.effective_traced(state), x, activation_fn(self.arch.activation)
             ).output
             loss = bp.batch_loss(f, y)
-            weights = sgd_apply(
-                state.weights,
-                weight_gradients(update),
-                scales.multipliers,
-                scales.lrs,
+            # w_l - (eta_l m_l) G_l: sgd_apply with the product m_l eta_l taken first
+            weights = tuple(
+                w - step * g
+                for w, g, step in zip(
+                    state.weights, weight_gradients(update), rates.weights, strict=True
+                )
             )
         new = TrainState(weights, opt, feedback, key, state.step + 1)
         return new, StepInfo(loss)

@@ -5,6 +5,11 @@ one run, never an exception for a run that blows up. A step whose loss or weight
 NaN or infinite marks the run as diverged at that (width, step); training stops there
 and the histories keep what came before.
 
+The jitted epoch (a ``lax.scan`` of ``Simulator.update_fn``) takes the learning rates
+as arguments and is kept per process, keyed by ``Simulator.static_key``; JAX's own
+cache adds the batch shapes. So runs that differ only in learning rate or seed, as
+the cells of a transfer sweep at one width do, compile once per process.
+
 Example:
     >>> data = load_dataset("digits", seed=0)
     >>> result = train(MethodConfig.create("bp"), preset("mup"), width=256, depth=3,
@@ -16,6 +21,8 @@ Example:
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import jax
@@ -27,9 +34,13 @@ from muptheory.methods import MethodConfig
 from muptheory.parameterization import Parameterization
 from muptheory.simulate.network import Architecture
 from muptheory.simulate.precision import precision
-from muptheory.simulate.step import SimOptions, Simulator, TrainState
+from muptheory.simulate.step import Rates, SimOptions, Simulator, TrainState
 
 logger = logging.getLogger(__name__)
+
+# Compiled epochs kept per process; each holds its executables, so only a few.
+EPOCH_CACHE_SIZE = 16
+_epoch_runners: OrderedDict[tuple, Callable] = OrderedDict()
 
 
 @dataclass
@@ -126,16 +137,15 @@ def train(
     n_batches = n // batch_size
     with precision(sim.dtype) as jdtype:
         state = sim.init(seed)
-        run_epoch = jax.jit(
-            lambda s, xs, ys: jax.lax.scan(_scan_step(sim), s, (xs, ys))
-        )
+        run_epoch = epoch_runner(sim)
+        rates = jax.tree.map(lambda v: jnp.asarray(v, jdtype), sim.rates())
         x_test = jnp.asarray(data.x_test, jdtype)
         y_test = jnp.asarray(data.y_test, jdtype)
         for _ in range(epochs):
             order = rng.permutation(n)[: n_batches * batch_size]
             xs = jnp.asarray(x_train[order], jdtype).reshape(n_batches, batch_size, -1)
             ys = jnp.asarray(y_train[order], jdtype).reshape(n_batches, batch_size, -1)
-            new_state, (losses, finite) = run_epoch(state, xs, ys)
+            new_state, (losses, finite) = run_epoch(state, xs, ys, rates)
             losses, finite = np.asarray(losses), np.asarray(finite)
             ok = np.isfinite(losses) & finite
             if not ok.all():
@@ -160,11 +170,33 @@ def train(
     return result
 
 
-def _scan_step(sim: Simulator):
+def epoch_runner(sim: Simulator) -> Callable:
+    """The jitted ``(state, xs, ys, rates) -> (state, (losses, finite))`` of ``sim``.
+
+    One epoch scans ``sim.update_fn`` over the batches ``xs`` (steps, B, d) and ``ys``;
+    ``finite`` says per step whether the new weights are all finite. The function is
+    shared by every simulator with the same ``static_key`` in this process (the
+    ``EPOCH_CACHE_SIZE`` most recently used are kept).
+    """
+    key = sim.static_key
+    runner = _epoch_runners.pop(key, None)
+    if runner is None:
+        runner = jax.jit(
+            lambda state, xs, ys, rates: jax.lax.scan(
+                _scan_step(sim, rates), state, (xs, ys)
+            )
+        )
+    _epoch_runners[key] = runner  # now the most recently used
+    while len(_epoch_runners) > EPOCH_CACHE_SIZE:
+        _epoch_runners.popitem(last=False)
+    return runner
+
+
+def _scan_step(sim: Simulator, rates: Rates):
     """A scan body: one step, emitting the loss and whether the new weights are finite."""
 
     def body(state: TrainState, batch):
-        new, info = sim.step_fn(state, *batch)
+        new, info = sim.update_fn(state, *batch, rates)
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(w)) for w in new.weights]))
         return new, (info.loss, finite)
 
