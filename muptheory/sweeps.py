@@ -19,7 +19,11 @@ Where the cells run:
 - default: a pool of ``workers`` processes (default: the usable CPUs) started with
   the ``spawn`` method, because JAX's threads do not survive ``fork``. Each worker
   imports the task's module afresh, so a script that starts a sweep must do so under
-  ``if __name__ == "__main__":``. Workers exit when the sweep's process dies;
+  ``if __name__ == "__main__":``. Workers exit when the sweep's process dies. With
+  ``group``, cells of equal ``group(cell)`` are handed to a worker together (a group
+  is split into just enough chunks to keep every worker busy), so what a worker
+  process keeps between cells, such as compiled JAX code, is reused; each cell is
+  still reported and stored as soon as it finishes;
 - ``scheduler="tcp://host:8786"``: on an existing Dask cluster. The address is tried
   first, and an unreachable one raises ``InvalidInputError`` within
   ``connect_timeout`` seconds, before anything is written (a sweep whose cells are
@@ -47,6 +51,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -56,7 +61,7 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -210,6 +215,7 @@ def run_sweep(
     progress: Callable[[CellResult], None] | None = None,
     salt: str = "",
     connect_timeout: float = 10.0,
+    group: Callable[[dict[str, Any]], Hashable] | None = None,
 ) -> list[CellResult]:
     """Run ``fn(**cell)`` for every cell, reusing and extending the cache.
 
@@ -225,6 +231,10 @@ def run_sweep(
             first (for example ``lambda result: bar.update()`` with a tqdm bar).
         salt: version string of the task's code, part of every key.
         connect_timeout: seconds allowed to reach ``scheduler``.
+        group: local process pools only: cells with equal ``group(cell)`` run in
+            the same worker, in the order of ``cells``, where the workers allow
+            (for example the width, when cells of one width share compiled code).
+            It changes where cells run, never their keys or values.
 
     Returns:
         One ``CellResult`` per cell, in the order of ``cells``.
@@ -288,7 +298,8 @@ def run_sweep(
             if client is not None:
                 outcomes = _dask_outcomes(client, fn, pending)
             elif n_local > 1:
-                outcomes = _process_outcomes(fn, pending, n_local)
+                chunks = _chunks(pending, group, n_local)
+                outcomes = _process_outcomes(fn, chunks, n_local)
             else:
                 outcomes = _serial_outcomes(fn, pending)
             with contextlib.closing(outcomes):
@@ -331,6 +342,32 @@ def _local_workers(workers: int | None, n_pending: int) -> int:
         except AttributeError:  # not on Linux
             workers = os.cpu_count() or 1
     return max(1, min(workers, n_pending))
+
+
+def _chunks(
+    pending: dict[str, dict[str, Any]],
+    group: Callable[[dict[str, Any]], Hashable] | None,
+    workers: int,
+) -> list[list[tuple[str, dict[str, Any]]]]:
+    """Split the pending cells into the tasks a worker runs in one go.
+
+    Without ``group`` every cell is its own task. With it, each group (in the order
+    of its first cell) is cut into ceil(workers / groups) contiguous chunks of near
+    equal size, so that there are at least as many tasks as workers.
+    """
+    items = list(pending.items())
+    if group is None:
+        return [[item] for item in items]
+    groups: dict[Hashable, list[tuple[str, dict[str, Any]]]] = {}
+    for key, cell in items:
+        groups.setdefault(group(cell), []).append((key, cell))
+    per_group = max(1, math.ceil(workers / len(groups)))
+    chunks = []
+    for members in groups.values():
+        n = min(per_group, len(members))
+        bounds = [round(i * len(members) / n) for i in range(n + 1)]
+        chunks += [members[a:b] for a, b in itertools.pairwise(bounds)]
+    return chunks
 
 
 def _finish(key: str, cell: dict[str, Any], outcome: Outcome, task: str) -> CellResult:
@@ -427,30 +464,73 @@ def _serial_outcomes(fn, pending: dict[str, dict]) -> Iterator[tuple[str, Outcom
 
 
 def _process_outcomes(
-    fn, pending: dict[str, dict], workers: int
+    fn, chunks: list[list[tuple[str, dict]]], workers: int
 ) -> Iterator[tuple[str, Outcome]]:
+    """Run each chunk in a pool worker; yield every cell's outcome once it is known.
+
+    A worker posts each cell's outcome on a queue as soon as it has it, and returns
+    all of its chunk's outcomes at the end; whichever arrives first is used.
+    """
+    context = multiprocessing.get_context("spawn")
+    finished = context.SimpleQueue()
     pool = concurrent.futures.ProcessPoolExecutor(
         max_workers=workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_exit_with_parent,
-        initargs=(os.getpid(),),
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(os.getpid(), finished),
     )
+    seen: set[str] = set()
+
+    def fresh(outcomes) -> Iterator[tuple[str, Outcome]]:
+        for key, outcome in outcomes:
+            if key not in seen:
+                seen.add(key)
+                yield key, outcome
+
     try:
-        futures = {
-            pool.submit(_execute, fn, cell): key for key, cell in pending.items()
-        }
-        for future in concurrent.futures.as_completed(futures):
-            try:
-                outcome = future.result()
-            except Exception as err:  # the worker died or the task did not pickle
-                outcome = (None, f"worker process failed: {_one_line(err)}", 0.0, None)
-            yield futures[future], outcome
+        futures = {pool.submit(_execute_chunk, fn, chunk): chunk for chunk in chunks}
+        waiting = set(futures)
+        while waiting:
+            done, waiting = concurrent.futures.wait(
+                waiting, timeout=0.1, return_when=concurrent.futures.FIRST_COMPLETED
+            )
+            posted = []
+            while not finished.empty():
+                posted.append(finished.get())
+            yield from fresh(posted)
+            for future in done:
+                try:
+                    outcomes = future.result()
+                except Exception as err:  # the worker died or the task did not pickle
+                    failure = (None, f"worker process failed: {_one_line(err)}", 0.0)
+                    outcomes = [(key, (*failure, None)) for key, _ in futures[future]]
+                yield from fresh(outcomes)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        finished.close()
 
 
-def _exit_with_parent(parent_pid: int) -> None:
-    """In a pool worker: exit when the sweep's process dies (say, killed -9)."""
+_finished_queue = None  # in a pool worker: where cells' outcomes are posted
+
+
+def _execute_chunk(
+    fn: Callable[..., Any], chunk: list[tuple[str, dict[str, Any]]]
+) -> list[tuple[str, Outcome]]:
+    """Run a chunk's cells in order, posting each outcome as it is known."""
+    outcomes = []
+    for key, cell in chunk:
+        outcome = _execute(fn, cell)
+        if _finished_queue is not None:
+            _finished_queue.put((key, outcome))
+        outcomes.append((key, outcome))
+    return outcomes
+
+
+def _init_worker(parent_pid: int, finished) -> None:
+    """In a pool worker: keep the outcome queue; exit when the sweep's process dies
+    (say, killed -9)."""
+    global _finished_queue
+    _finished_queue = finished
 
     def watch() -> None:
         while os.getppid() == parent_pid:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import operator
 import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -284,16 +285,22 @@ def transfer_sweep(
     check_metric(metric)
     data = _data_name(data)
     cells = transfer_cells(config, param, grid, data=data)
+    # Widest first, since they take longest; and a width's cells to one worker,
+    # which compiles the training step once for all of their learning rates.
+    order = sorted(range(len(cells)), key=lambda i: -cells[i]["width"])
     results = run_sweep(
         transfer_cell,
-        cells,
+        [cells[i] for i in order],
         cache_dir=cache_dir,
         workers=workers,
         scheduler=scheduler,
         progress=progress,
         salt=CELL_SALT,
+        group=operator.itemgetter("width"),
     )
-    records = [_record(result) for result in results]
+    records: list[dict[str, Any]] = [{} for _ in cells]
+    for i, result in zip(order, results, strict=True):
+        records[i] = _record(result)
     return TransferResult(
         method=config.method,
         param=param.name or "custom",

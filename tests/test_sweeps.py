@@ -291,3 +291,37 @@ def test_an_unreachable_scheduler_fails_fast_and_writes_nothing(tmp_path):
     assert time.monotonic() - start < 5
     assert address in str(info.value) and "\n" not in str(info.value)
     assert not (tmp_path / "cache").exists()
+
+
+def parity(cell):
+    """The group of a cell: its x modulo 2."""
+    return cell["x"] % 2
+
+
+def test_grouped_cells_share_a_worker_and_keep_their_keys_and_numbers(tmp_path):
+    cells = [{"x": x, "sleep": 0.05} for x in range(8)]
+    serial = run_sweep(square_cell, cells, cache_dir=tmp_path / "serial", workers=1)
+    grouped = run_sweep(
+        square_cell, cells, cache_dir=tmp_path / "grouped", workers=2, group=parity
+    )
+    assert numbers(grouped) == numbers(serial)
+    assert [r.key for r in grouped] == [r.key for r in serial]
+    pids = {
+        x % 2: {r.value["pid"] for r in grouped if r.value["x"] % 2 == x % 2}
+        for x in range(2)
+    }
+    assert all(len(p) == 1 for p in pids.values())  # one worker per group
+    assert sorted(p.name for p in (tmp_path / "grouped").iterdir()) == sorted(
+        p.name for p in (tmp_path / "serial").iterdir()
+    )
+
+
+def test_groups_are_split_when_there_are_fewer_than_workers():
+    from muptheory.sweeps import _chunks
+
+    pending = {str(x): {"x": x} for x in range(7)}
+    one_group = _chunks(pending, lambda cell: 0, 3)
+    assert [len(chunk) for chunk in one_group] == [2, 3, 2]
+    assert [key for chunk in one_group for key, _ in chunk] == list(pending)
+    assert len(_chunks(pending, parity, 2)) == 2
+    assert len(_chunks(pending, None, 2)) == 7
