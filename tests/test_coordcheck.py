@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from muptheory.cli import main
+from muptheory.errors import InvalidInputError
 from muptheory.methods import MethodConfig
 from muptheory.parameterization import Parameterization, preset
 from muptheory.simulate import CoordCheckSettings, coord_check, fit_exponent, train
@@ -189,6 +190,71 @@ def test_train_reports_divergence_with_width_and_step():
     assert all(np.isfinite(bad.step_losses))
 
 
+# -- the sweep: cache, resume, worker processes --------------------------------------------
+
+SMALL = CoordCheckSettings(widths=(16, 32, 64), seeds=2, steps=2, depth=3, lr=0.1)
+
+
+def small_check(data, **sweep):
+    return coord_check(
+        MethodConfig.create("bp"),
+        preset("mup"),
+        data,
+        settings=SMALL,
+        predicted=mup_sgd_exponents(3),
+        **sweep,
+    )
+
+
+def test_a_repeated_coord_check_with_a_cache_computes_nothing_and_gives_the_same_json(
+    tmp_path,
+):
+    first = small_check(Data(), cache_dir=tmp_path)
+    assert first.n_computed == 3 and len(list(tmp_path.glob("*.json"))) == 3
+    second = small_check(Data(), cache_dir=tmp_path)
+    assert second.n_computed == 0
+    assert second.to_json() == first.to_json()
+
+
+def test_cached_sizes_equal_sizes_measured_in_process(tmp_path):
+    fresh = small_check(Data())
+    small_check(Data(), cache_dir=tmp_path)
+    cached = small_check(Data(), cache_dir=tmp_path)
+    assert cached.n_computed == 0 and fresh.n_computed == 3
+    for key, values in fresh.sizes.items():
+        np.testing.assert_array_equal(cached.sizes[key], values)
+    assert json.dumps(cached.to_json()) == json.dumps(fresh.to_json())
+
+
+def test_an_interrupted_coord_check_resumes_with_the_missing_widths(tmp_path):
+    narrow = CoordCheckSettings(widths=(16, 32), seeds=2, steps=2, depth=3, lr=0.1)
+    coord_check(
+        MethodConfig.create("bp"),
+        preset("mup"),
+        Data(),
+        settings=narrow,
+        predicted={},
+        cache_dir=tmp_path,
+    )
+    resumed = small_check(Data(), cache_dir=tmp_path)
+    assert resumed.n_computed == 1
+    assert resumed.to_json() == small_check(Data()).to_json()
+
+
+def test_worker_processes_reload_named_data_and_give_the_in_process_numbers():
+    from muptheory.data import load_dataset
+
+    data = load_dataset("synthetic", seed=0)
+    local = small_check(data)
+    pooled = small_check(data, workers=2)
+    assert pooled.to_json() == local.to_json()
+
+
+def test_data_that_workers_cannot_reload_is_refused_before_any_run():
+    with pytest.raises(InvalidInputError, match="workers=1"):
+        small_check(Data(), workers=2)
+
+
 # -- CLI -------------------------------------------------------------------------------
 
 
@@ -229,7 +295,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
         assert "error" in lines[0]
 
 
-def test_cli_json_has_the_documented_fields(monkeypatch, capsys):
+def test_cli_json_has_the_documented_fields(monkeypatch, capsys, tmp_path):
     import muptheory.cli.simulate as cli_simulate
     import muptheory.data as data_module
 
@@ -239,25 +305,27 @@ def test_cli_json_has_the_documented_fields(monkeypatch, capsys):
         lambda config, param, depth: mup_sgd_exponents(depth),
     )
     monkeypatch.setattr(data_module, "load_dataset", lambda name, seed=0: Data())
-    code = main(
-        [
-            "coordcheck",
-            "bp",
-            "--param",
-            "mup",
-            "--widths",
-            "32",
-            "64",
-            "128",
-            "--steps",
-            "1",
-            "--seeds",
-            "2",
-            "--json",
-            "--no-progress",
-        ]
-    )
-    assert code == 0
+    args = [
+        "coordcheck",
+        "bp",
+        "--param",
+        "mup",
+        "--widths",
+        "32",
+        "64",
+        "128",
+        "--steps",
+        "1",
+        "--seeds",
+        "2",
+        "--json",
+        "--no-progress",
+        "--workers",
+        "1",
+        "--cache-dir",
+        str(tmp_path),
+    ]
+    assert main(args) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["widths"] == [32, 64, 128]
     assert out["quantities"]
@@ -266,3 +334,5 @@ def test_cli_json_has_the_documented_fields(monkeypatch, capsys):
         assert isinstance(q["step"], int) and isinstance(q["measured_exponent"], float)
         assert Fraction(q["predicted_exponent"]) in (Fraction(0), Fraction(-1, 2))
         assert isinstance(q["agrees"], bool)
+    assert main(args) == 0  # every width from the cache, the same JSON
+    assert json.loads(capsys.readouterr().out) == out

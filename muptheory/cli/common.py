@@ -1,4 +1,6 @@
-"""Pieces every sub-command shares: the parser class, method options, output."""
+"""Pieces the sub-commands share: the parser class, method options, the argument
+blocks of the commands that train networks (widths, data, seeds, network, where a
+sweep runs), output."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import dataclasses
 import json
 import os
 import sys
+from collections.abc import Sequence
 
 from muptheory.errors import InvalidInputError
 from muptheory.io import atomic_write_bytes, atomic_write_text  # noqa: F401 (moved)
@@ -154,3 +157,99 @@ def check_output_file(path: str) -> None:
         raise InvalidInputError(f"output directory {directory!r} is not writable")
     if os.path.isdir(path):
         raise InvalidInputError(f"output {path!r} is a directory; give a file name")
+
+
+# -- argument blocks shared by the commands that train networks ------------------------
+
+
+def add_param_argument(parser: argparse.ArgumentParser) -> None:
+    """``--param NAME``: the parameterization preset, default ``mup``."""
+    parser.add_argument(
+        "--param",
+        default="mup",
+        metavar="NAME",
+        help="parameterization preset (sp, sp-lr1/m, ntk, mup, mean-field); "
+        "mup = the method's own derived muP (default mup)",
+    )
+
+
+def add_widths_argument(group, *, default: Sequence[int]) -> None:
+    """``--widths M [M ...]``; None when not given, so the caller's default applies."""
+    group.add_argument(
+        "--widths",
+        nargs="+",
+        type=int,
+        metavar="M",
+        help=f"hidden widths (default {' '.join(str(w) for w in default)})",
+    )
+
+
+def add_data_argument(group) -> None:
+    """``--data NAME|PATH``: an embedded data set or a directory of IDX files."""
+    group.add_argument(
+        "--data",
+        default="digits",
+        metavar="NAME|PATH",
+        help="digits, mnist5k, synthetic or a directory of IDX files (default digits)",
+    )
+
+
+def add_seeds_argument(group, *, default: int, what: str) -> None:
+    """``--seeds K``: seeds 0..K-1 per ``what``."""
+    group.add_argument(
+        "--seeds", type=int, default=default, help=f"seeds per {what} ({default})"
+    )
+
+
+def add_network_arguments(group) -> None:
+    """``--depth``, ``--activation``, ``--batch-size`` and ``--dtype`` of the MLP."""
+    group.add_argument("--depth", type=int, default=3, help="weight layers L (3)")
+    group.add_argument(
+        "--activation",
+        default="tanh",
+        choices=("linear", "tanh", "relu"),
+        help="nonlinearity (tanh)",
+    )
+    group.add_argument("--batch-size", type=int, default=32, help="batch size (32)")
+    group.add_argument(
+        "--dtype", default="float32", choices=("float32", "float64"), help="precision"
+    )
+
+
+def add_sweep_arguments(parser: argparse.ArgumentParser, *, cache_dir: str) -> None:
+    """Where a sweep's cells run and are kept: ``--scheduler``, ``--workers``,
+    ``--cache-dir`` (default ``cache_dir``) and ``--no-cache``; read them back with
+    ``sweep_options``."""
+    where = parser.add_argument_group("where the cells run")
+    where.add_argument(
+        "--scheduler", metavar="ADDRESS", help="run on this Dask scheduler"
+    )
+    where.add_argument(
+        "--workers", type=int, metavar="N", help="local processes (default: CPUs)"
+    )
+    where.add_argument(
+        "--cache-dir",
+        default=cache_dir,
+        metavar="DIR",
+        help=f"finished cells are kept here ({cache_dir})",
+    )
+    where.add_argument("--no-cache", action="store_true", help="keep no finished cells")
+
+
+def sweep_options(args: argparse.Namespace) -> dict:
+    """``cache_dir``, ``workers`` and ``scheduler`` for ``run_sweep`` and its callers."""
+    return {
+        "cache_dir": None if args.no_cache else args.cache_dir,
+        "workers": args.workers,
+        "scheduler": args.scheduler,
+    }
+
+
+def add_output_arguments(parser: argparse.ArgumentParser, *, plot: str) -> None:
+    """``--json``, ``--plot FILE`` (help: write ``plot``) and ``--no-progress``."""
+    out = parser.add_argument_group("output")
+    out.add_argument(
+        "--json", action="store_true", help="print JSON instead of a table"
+    )
+    out.add_argument("--plot", metavar="FILE", help=f"write {plot} (PNG)")
+    out.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -4,7 +4,8 @@
 fits the width exponent of each layer's coordinate sizes and prints them beside the
 exponents the symbolic engine predicts (``--json`` for the machine-readable form,
 ``--plot FILE`` for the PNG panels). ``--param mup`` means the method's own derived
-muP except for BP with SGD, where it is the SGD preset.
+muP except for BP with SGD, where it is the SGD preset. Each width is a sweep cell,
+kept in ``--cache-dir``, so a repeated coord check measures nothing again.
 """
 
 from __future__ import annotations
@@ -13,14 +14,22 @@ import argparse
 import sys
 
 from muptheory.cli.common import (
+    add_data_argument,
     add_method_argument,
     add_method_options,
+    add_network_arguments,
+    add_output_arguments,
+    add_param_argument,
+    add_seeds_argument,
     add_subcommand,
+    add_sweep_arguments,
+    add_widths_argument,
     atomic_write_bytes,
     check_output_file,
     method_config,
     print_json,
     resolve_parameterization,
+    sweep_options,
 )
 
 _EPILOG = """\
@@ -36,6 +45,8 @@ examples:
 
 def register(subparsers) -> None:
     """Add this module's sub-commands to the parser."""
+    from muptheory.simulate.coordcheck import DEFAULT_CACHE_DIR, DEFAULT_WIDTHS
+
     parser = add_subcommand(
         subparsers,
         "coordcheck",
@@ -43,13 +54,7 @@ def register(subparsers) -> None:
     )
     parser.epilog = _EPILOG
     add_method_argument(parser)
-    parser.add_argument(
-        "--param",
-        default="mup",
-        metavar="NAME",
-        help="parameterization preset (sp, sp-lr1/m, ntk, mup, mean-field); "
-        "mup = the method's own derived muP (default mup)",
-    )
+    add_param_argument(parser)
     for letter, what in (("a", "multiplier"), ("b", "init"), ("c", "learning-rate")):
         parser.add_argument(
             f"--{letter}",
@@ -58,33 +63,12 @@ def register(subparsers) -> None:
             help=f"override the {what} exponents (first hidden last)",
         )
     run = parser.add_argument_group("training and fit")
-    run.add_argument(
-        "--widths",
-        nargs="+",
-        type=int,
-        metavar="M",
-        help="hidden widths (default 64 128 256 512 1024 2048)",
-    )
+    add_widths_argument(run, default=DEFAULT_WIDTHS)
     run.add_argument("--steps", type=int, default=3, help="training steps (default 3)")
-    run.add_argument("--seeds", type=int, default=3, help="seeds per width (default 3)")
-    run.add_argument(
-        "--data",
-        default="digits",
-        metavar="NAME|PATH",
-        help="digits, mnist5k, synthetic or a directory of IDX files (default digits)",
-    )
-    run.add_argument("--depth", type=int, default=3, help="weight layers L (default 3)")
-    run.add_argument(
-        "--activation",
-        default="tanh",
-        choices=("linear", "tanh", "relu"),
-        help="nonlinearity (default tanh)",
-    )
+    add_seeds_argument(run, default=3, what="width")
+    add_data_argument(run)
+    add_network_arguments(run)
     run.add_argument("--lr", type=float, default=0.1, help="base learning rate (0.1)")
-    run.add_argument("--batch-size", type=int, default=32, help="batch size (32)")
-    run.add_argument(
-        "--dtype", default="float32", choices=("float32", "float64"), help="precision"
-    )
     run.add_argument(
         "--fit-widths",
         type=int,
@@ -92,14 +76,8 @@ def register(subparsers) -> None:
         metavar="K",
         help="fit the widest K widths (default 4)",
     )
-    out = parser.add_argument_group("output")
-    out.add_argument(
-        "--json", action="store_true", help="print JSON instead of a table"
-    )
-    out.add_argument(
-        "--plot", metavar="FILE", help="write the coord-check panels (PNG)"
-    )
-    out.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_sweep_arguments(parser, cache_dir=DEFAULT_CACHE_DIR)
+    add_output_arguments(parser, plot="the coord-check panels")
     add_method_options(parser)
     parser.set_defaults(run=run_coordcheck)
 
@@ -149,6 +127,7 @@ def run_coordcheck(args: argparse.Namespace) -> int:
             settings=settings,
             predicted=predicted,
             progress=bar.update,
+            **sweep_options(args),
         )
 
     if args.plot:

@@ -12,12 +12,20 @@ import argparse
 import sys
 
 from muptheory.cli.common import (
+    add_data_argument,
     add_method_argument,
     add_method_options,
+    add_network_arguments,
+    add_output_arguments,
+    add_param_argument,
+    add_seeds_argument,
     add_subcommand,
+    add_sweep_arguments,
+    add_widths_argument,
     check_output_file,
     method_config,
     print_json,
+    sweep_options,
 )
 
 _EPILOG = """\
@@ -33,7 +41,7 @@ examples:
 
 def register(subparsers) -> None:
     """Add this module's sub-commands to the parser."""
-    from muptheory.transfer import DEFAULT_CACHE_DIR, METRICS
+    from muptheory.transfer import DEFAULT_CACHE_DIR, DEFAULT_WIDTHS, METRICS
 
     parser = add_subcommand(
         subparsers,
@@ -42,21 +50,9 @@ def register(subparsers) -> None:
     )
     parser.epilog = _EPILOG
     add_method_argument(parser)
-    parser.add_argument(
-        "--param",
-        default="mup",
-        metavar="NAME",
-        help="parameterization preset (sp, sp-lr1/m, ntk, mup, mean-field); "
-        "mup = the method's own derived muP (default mup)",
-    )
+    add_param_argument(parser)
     grid = parser.add_argument_group("grid and training")
-    grid.add_argument(
-        "--widths",
-        nargs="+",
-        type=int,
-        metavar="M",
-        help="hidden widths (default 64 128 256 512)",
-    )
+    add_widths_argument(grid, default=DEFAULT_WIDTHS)
     grid.add_argument(
         "--lrs",
         nargs="*",
@@ -64,14 +60,9 @@ def register(subparsers) -> None:
         metavar="LR",
         help="base learning rates (default 1/16 1/8 ... 2, doubling)",
     )
-    grid.add_argument("--seeds", type=int, default=1, help="seeds per cell (1)")
+    add_seeds_argument(grid, default=1, what="cell")
     grid.add_argument("--epochs", type=int, default=1, help="epochs (1)")
-    grid.add_argument(
-        "--data",
-        default="digits",
-        metavar="NAME|PATH",
-        help="digits, mnist5k, synthetic or a directory of IDX files (digits)",
-    )
+    add_data_argument(grid)
     grid.add_argument(
         "--n-train",
         type=int,
@@ -79,43 +70,15 @@ def register(subparsers) -> None:
         metavar="N",
         help="training samples kept (1024; 0 = all)",
     )
-    grid.add_argument("--depth", type=int, default=3, help="weight layers L (3)")
-    grid.add_argument(
-        "--activation",
-        default="tanh",
-        choices=("linear", "tanh", "relu"),
-        help="nonlinearity (tanh)",
-    )
-    grid.add_argument("--batch-size", type=int, default=32, help="batch size (32)")
-    grid.add_argument(
-        "--dtype", default="float32", choices=("float32", "float64"), help="precision"
-    )
+    add_network_arguments(grid)
     grid.add_argument(
         "--metric",
         default="train_loss",
         choices=METRICS,
         help="what picks the best rate (train_loss)",
     )
-    where = parser.add_argument_group("where the cells run")
-    where.add_argument(
-        "--scheduler", metavar="ADDRESS", help="run on this Dask scheduler"
-    )
-    where.add_argument(
-        "--workers", type=int, metavar="N", help="local processes (default: CPUs)"
-    )
-    where.add_argument(
-        "--cache-dir",
-        default=DEFAULT_CACHE_DIR,
-        metavar="DIR",
-        help=f"finished cells are kept here ({DEFAULT_CACHE_DIR})",
-    )
-    where.add_argument("--no-cache", action="store_true", help="keep no finished cells")
-    out = parser.add_argument_group("output")
-    out.add_argument(
-        "--json", action="store_true", help="print JSON instead of a table"
-    )
-    out.add_argument("--plot", metavar="FILE", help="write the transfer plot (PNG)")
-    out.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_sweep_arguments(parser, cache_dir=DEFAULT_CACHE_DIR)
+    add_output_arguments(parser, plot="the transfer plot")
     add_method_options(parser)
     parser.set_defaults(run=run_transfer)
 
@@ -176,10 +139,8 @@ def _sweep(args, config, param, grid):
             grid,
             data=args.data,
             metric=args.metric,
-            cache_dir=None if args.no_cache else args.cache_dir,
-            workers=args.workers,
-            scheduler=args.scheduler,
             progress=lambda _: bar.update(),
+            **sweep_options(args),
         )
 
 

@@ -20,23 +20,35 @@ interval's half width, or within ``tolerance`` (0.15) when the interval is tight
 
 Runs that produce NaN or infinity are recorded as diverged (width, seed, step) and
 that seed's later sizes are left out of every fit.
+
+Each width is one cell of a ``muptheory.sweeps.run_sweep`` sweep (``coordcheck_cell``:
+all seeds and steps of that width), so with a ``cache_dir`` a repeated coord check
+reuses the widths it has measured and an interrupted one resumes; the fit settings
+(``fit_widths``, ``confidence``, ``tolerance``) are not part of a cell and can change
+without recomputing. Cells run in this process by default, in ``workers`` local
+processes or on a Dask ``scheduler`` on request; those reload the data by name.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
 import math
+import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
-from muptheory.errors import InvalidInputError
+from muptheory.errors import InvalidInputError, MuptheoryError
 from muptheory.methods import MethodConfig
 from muptheory.parameterization import Parameterization, format_exponent
 from muptheory.simulate.network import Architecture, activation_fn, forward, rms
@@ -48,6 +60,9 @@ logger = logging.getLogger(__name__)
 QUANTITIES: tuple[str, ...] = ("h", "delta_h", "update", "f", "delta_f")
 DEFAULT_WIDTHS: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048)
 TOLERANCE = 0.15
+DEFAULT_CACHE_DIR = os.path.join(".muptheory-cache", "coordcheck")
+# Version of the cell's code; bump it when ``coordcheck_cell`` changes its results.
+CELL_SALT = "coordcheck-cell-1"
 
 Key = tuple[str, int]
 
@@ -175,6 +190,7 @@ class CoordCheckResult:
             NaN after a divergence (deltas are 0 at step 0).
         diverged: one dict (width, seed, step) per diverged run.
         fits: one ``QuantityFit`` per reported quantity.
+        n_computed: widths measured by this run (the others came from the cache).
     """
 
     config: MethodConfig
@@ -185,6 +201,7 @@ class CoordCheckResult:
     sizes: dict[Key, np.ndarray]
     diverged: list[dict]
     fits: list[QuantityFit]
+    n_computed: int = 0
 
     @property
     def all_agree(self) -> bool:
@@ -258,6 +275,9 @@ def coord_check(
     settings: CoordCheckSettings | None = None,
     predicted: Mapping[Key, Fraction] | None = None,
     progress: Callable[[int], None] | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    workers: int | None = 1,
+    scheduler: str | None = None,
 ) -> CoordCheckResult:
     """Measure sizes at every width and compare fitted exponents with predictions.
 
@@ -268,16 +288,32 @@ def coord_check(
         settings: widths, seeds, steps, network and fit settings.
         predicted: (quantity, layer) -> exponent; None asks
             ``muptheory.symbolic.coord_exponents``.
-        progress: called with 1 after each (width, step), for a progress bar.
+        progress: called with the number of steps of each width as it is measured
+            (or found in the cache), for a progress bar over widths x steps.
+        cache_dir: directory of measured widths (None: keep nothing).
+        workers: local processes (1: this process; None: the usable CPUs).
+        scheduler: address of a Dask scheduler to run the widths on instead.
 
     Returns:
         The ``CoordCheckResult``.
+
+    Raises:
+        InvalidInputError: for data that worker processes cannot reload by name, or
+            what ``run_sweep`` rejects.
+        MuptheoryError: when measuring a width failed.
     """
     settings = settings or CoordCheckSettings()
     if predicted is None:
         predicted = predictions_by_step(config, param, depth=settings.depth)
-    sizes, diverged = measure_sizes(
-        config, param, data, settings=settings, progress=progress
+    sizes, diverged, n_computed = _measure_sweep(
+        config,
+        param,
+        data,
+        settings=settings,
+        progress=progress,
+        cache_dir=cache_dir,
+        workers=workers,
+        scheduler=scheduler,
     )
     fits = fit_all(sizes, settings, predicted)
     return CoordCheckResult(
@@ -289,6 +325,7 @@ def coord_check(
         sizes=sizes,
         diverged=diverged,
         fits=fits,
+        n_computed=n_computed,
     )
 
 
@@ -302,59 +339,254 @@ def measure_sizes(
     *,
     settings: CoordCheckSettings,
     progress: Callable[[int], None] | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    workers: int | None = 1,
+    scheduler: str | None = None,
 ) -> tuple[dict[Key, np.ndarray], list[dict]]:
     """RMS sizes per (quantity, layer) as arrays (widths, seeds, steps + 1).
 
     All seeds of a width run together (vmapped); every seed sees the same batches.
+    ``cache_dir``, ``workers`` and ``scheduler`` are as in ``coord_check``.
     """
+    sizes, diverged, _ = _measure_sweep(
+        config,
+        param,
+        data,
+        settings=settings,
+        progress=progress,
+        cache_dir=cache_dir,
+        workers=workers,
+        scheduler=scheduler,
+    )
+    return sizes, diverged
+
+
+def _measure_sweep(
+    config, param, data, *, settings, progress, cache_dir, workers, scheduler
+) -> tuple[dict[Key, np.ndarray], list[dict], int]:
+    """``measure_sizes`` plus the number of widths computed (not cached)."""
+    from muptheory.sweeps import run_sweep
+
     s = settings
-    x_all, y_all = np.asarray(data.x_train), np.asarray(data.y_train)
+    x_all = np.asarray(data.x_train)
     if x_all.shape[0] < s.batch_size:
         raise InvalidInputError(
             f"batch_size {s.batch_size} exceeds the {x_all.shape[0]} training samples"
         )
+    in_process = scheduler is None and workers == 1
+    name, fingerprint = _data_identity(data, reloadable=not in_process)
+    shared = {
+        "method": config.method,
+        "options": config.options(),
+        "param": param.to_json(),
+        "data": name,
+        "data_fingerprint": fingerprint,
+        "seeds": s.seeds,
+        "steps": s.steps,
+        "depth": s.depth,
+        "activation": s.activation,
+        "lr": float(s.lr),
+        "batch_size": s.batch_size,
+        "dtype": s.dtype,
+        "sim_options": dataclasses.asdict(s.options),
+    }
+    # widest first: they take longest
+    cells = [{**shared, "width": width} for width in reversed(s.widths)]
+    _in_process_data[fingerprint] = data
+    try:
+        results = run_sweep(
+            coordcheck_cell,
+            cells,
+            cache_dir=cache_dir,
+            workers=workers,
+            scheduler=scheduler,
+            progress=None if progress is None else lambda _: progress(s.steps),
+            salt=CELL_SALT,
+        )
+    finally:
+        _in_process_data.pop(fingerprint, None)
+    failed = [r for r in results if not r.ok]
+    if failed:
+        raise MuptheoryError(
+            f"coord check at width {failed[0].params['width']} failed: "
+            f"{failed[0].error}"
+        )
+    keys = _keys(s.depth)
+    sizes = {k: np.full((len(s.widths), s.seeds, s.steps + 1), np.nan) for k in keys}
+    diverged: list[dict] = []
+    by_width = {r.params["width"]: r.value for r in results}
+    for wi, width in enumerate(s.widths):
+        value = by_width[width]
+        for name_, layer in keys:
+            sizes[(name_, layer)][wi] = np.array(
+                value["sizes"][f"{name_}/{layer}"], dtype=float
+            )
+        diverged += [{"width": width, **event} for event in value["diverged"]]
+    n_computed = sum(not r.cached for r in results)
+    return sizes, diverged, n_computed
+
+
+# -- one width, as a sweep cell ----------------------------------------------------------
+
+# Data of sweeps running in this process, by fingerprint: in-process cells use the
+# caller's object as it is, whatever its origin.
+_in_process_data: dict[str, Any] = {}
+
+
+def coordcheck_cell(
+    *,
+    method: str,
+    options: Mapping[str, Any],
+    param: Mapping[str, Any],
+    width: int,
+    data: str,
+    data_fingerprint: str,
+    seeds: int,
+    steps: int,
+    depth: int,
+    activation: str,
+    lr: float,
+    batch_size: int,
+    dtype: str,
+    sim_options: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Measure every size of every seed and step at one width (a sweep task).
+
+    Args:
+        method, options: the learning rule, as ``MethodConfig.options()`` writes it.
+        param: the parameterization, as ``Parameterization.to_json()`` writes it.
+        width: the hidden width.
+        data, data_fingerprint: the data set's name or path, reloaded with split
+            seed 0 unless this process holds data of that fingerprint.
+        seeds, steps, depth, activation, lr, batch_size, dtype: as in
+            ``CoordCheckSettings``; ``sim_options``: its ``SimOptions`` as a dict.
+
+    Returns:
+        ``{"sizes": {"name/layer": [[size per step 0..steps] per seed]},
+        "diverged": [{"seed", "step"}, ...]}``, sizes None after a divergence.
+    """
+    from muptheory.transfer import config_from_options
+
+    dataset = _in_process_data.get(data_fingerprint)
+    if dataset is None:
+        from muptheory.data import load_dataset
+
+        dataset = load_dataset(data, seed=0)
+        if _fingerprint(dataset) != data_fingerprint:
+            raise InvalidInputError(
+                f"data {data!r} loaded in this worker differs from the caller's"
+            )
+    settings = CoordCheckSettings(  # its default widths are not used
+        seeds=seeds,
+        steps=steps,
+        depth=depth,
+        activation=activation,
+        lr=lr,
+        batch_size=batch_size,
+        dtype=dtype,
+        options=SimOptions(**sim_options),
+    )
+    sizes, diverged = _measure_width(
+        config_from_options(method, options),
+        Parameterization.from_json(dict(param)),
+        dataset,
+        width=width,
+        settings=settings,
+    )
+    return {
+        "sizes": {
+            f"{name}/{layer}": [
+                [None if np.isnan(v) else float(v) for v in per_seed]
+                for per_seed in values
+            ]
+            for (name, layer), values in sizes.items()
+        },
+        "diverged": diverged,
+    }
+
+
+def _measure_width(
+    config: MethodConfig,
+    param: Parameterization,
+    data,
+    *,
+    width: int,
+    settings: CoordCheckSettings,
+) -> tuple[dict[Key, np.ndarray], list[dict]]:
+    """Sizes (seeds, steps + 1) at one width and the (seed, step) of divergences."""
+    s = settings
+    x_all, y_all = np.asarray(data.x_train), np.asarray(data.y_train)
     order = np.random.default_rng(0).permutation(x_all.shape[0])
     batches = [
         order[(t * s.batch_size + np.arange(s.batch_size)) % x_all.shape[0]]
         for t in range(s.steps)
     ]
-    keys = _keys(s.depth)
-    sizes = {k: np.full((len(s.widths), s.seeds, s.steps + 1), np.nan) for k in keys}
+    sizes = {k: np.full((s.seeds, s.steps + 1), np.nan) for k in _keys(s.depth)}
     diverged: list[dict] = []
-    for wi, width in enumerate(s.widths):
-        arch = Architecture(
-            width=width,
-            depth=s.depth,
-            input_dim=x_all.shape[1],
-            n_outputs=y_all.shape[1],
-            activation=s.activation,
-        )
-        sim = Simulator(config, param, arch, lr=s.lr, dtype=s.dtype, options=s.options)
-        with precision(sim.dtype) as jdtype:
-            probe = jnp.asarray(x_all[batches[0]], jdtype)
-            measure = jax.jit(jax.vmap(_measure(sim), in_axes=(0, 0, None)))
-            state0 = sim.init_many(range(s.seeds))
-            state = state0
-            alive = np.ones(s.seeds, bool)
-            _store(sizes, wi, 0, measure(state, state0, probe), alive)
-            for t in range(1, s.steps + 1):
-                b = batches[t - 1]
-                state, info = sim.step_many(state, x_all[b], y_all[b])
-                values = measure(state, state0, probe)
-                finite = np.isfinite(np.asarray(info.loss)) & np.asarray(
-                    _all_finite(state)
-                )
-                finite &= np.all(
-                    [np.isfinite(np.asarray(v)) for v in values.values()], axis=0
-                )
-                for seed in np.flatnonzero(alive & ~finite):
-                    diverged.append({"width": width, "seed": int(seed), "step": t})
-                    logger.info("width %d seed %d diverged at step %d", width, seed, t)
-                alive &= finite
-                _store(sizes, wi, t, values, alive)
-                if progress is not None:
-                    progress(1)
+    arch = Architecture(
+        width=width,
+        depth=s.depth,
+        input_dim=x_all.shape[1],
+        n_outputs=y_all.shape[1],
+        activation=s.activation,
+    )
+    sim = Simulator(config, param, arch, lr=s.lr, dtype=s.dtype, options=s.options)
+    with precision(sim.dtype) as jdtype:
+        probe = jnp.asarray(x_all[batches[0]], jdtype)
+        measure = jax.jit(jax.vmap(_measure(sim), in_axes=(0, 0, None)))
+        state0 = sim.init_many(range(s.seeds))
+        state = state0
+        alive = np.ones(s.seeds, bool)
+        _store(sizes, 0, measure(state, state0, probe), alive)
+        for t in range(1, s.steps + 1):
+            b = batches[t - 1]
+            state, info = sim.step_many(state, x_all[b], y_all[b])
+            values = measure(state, state0, probe)
+            finite = np.isfinite(np.asarray(info.loss)) & np.asarray(_all_finite(state))
+            finite &= np.all(
+                [np.isfinite(np.asarray(v)) for v in values.values()], axis=0
+            )
+            for seed in np.flatnonzero(alive & ~finite):
+                diverged.append({"seed": int(seed), "step": t})
+                logger.info("width %d seed %d diverged at step %d", width, seed, t)
+            alive &= finite
+            _store(sizes, t, values, alive)
     return sizes, diverged
+
+
+def _data_identity(data, *, reloadable: bool) -> tuple[str, str]:
+    """The data's name (a path made absolute) and fingerprint.
+
+    With ``reloadable``, checks that ``load_dataset(name, seed=0)`` gives the same
+    training set, as worker processes will load it that way.
+    """
+    from muptheory.data import EMBEDDED, load_dataset
+
+    name = str(getattr(data, "name", ""))
+    if name not in EMBEDDED and Path(name).is_dir():
+        name = str(Path(name).resolve())
+    fingerprint = _fingerprint(data)
+    if reloadable:
+        try:
+            same = _fingerprint(load_dataset(name, seed=0)) == fingerprint
+        except MuptheoryError:
+            same = False
+        if not same:
+            raise InvalidInputError(
+                f"data {name!r} is not what load_dataset({name!r}, seed=0) gives, "
+                "so worker processes cannot reload it; run with workers=1"
+            )
+    return name, fingerprint
+
+
+def _fingerprint(data) -> str:
+    """SHA-256 of the training inputs and targets (shape, dtype and bytes)."""
+    digest = hashlib.sha256()
+    for array in (data.x_train, data.y_train):
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.shape}{array.dtype.str}".encode("ascii"))
+        digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 def _keys(depth: int) -> list[Key]:
@@ -394,9 +626,9 @@ def _all_finite(state: TrainState):
     return jnp.stack(leaves).all(axis=0)
 
 
-def _store(sizes, wi: int, t: int, values, alive: np.ndarray) -> None:
+def _store(sizes, t: int, values, alive: np.ndarray) -> None:
     for key, value in values.items():
-        sizes[key][wi, :, t] = np.where(alive, np.asarray(value, dtype=float), np.nan)
+        sizes[key][:, t] = np.where(alive, np.asarray(value, dtype=float), np.nan)
 
 
 # -- fitting ----------------------------------------------------------------------------
