@@ -30,6 +30,8 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -161,20 +163,48 @@ class Size:
         terms = [str(t) for t in self.terms]
         return f"max({', '.join(terms)})" if len(terms) > 1 else terms[0]
 
-    def evaluate(self, values: dict) -> Fraction:
+    def evaluate(self, values: dict | Point) -> Fraction:
         """The exponent at concrete values of the unknowns, exactly."""
+        point = values if isinstance(values, Point) else Point(values)
+        scale, forms = self._integer_forms
         best = None
-        for coefficients, constant in self.forms:
-            v = constant
+        for coefficients, constant in forms:
+            v = constant * point.denominator
             for symbol, coefficient in coefficients:
-                if symbol not in values:
+                if symbol not in point.numerators:
                     raise ValueError(f"no value given for {symbol}")
-                v += coefficient * _as_fraction(values[symbol])
+                v += coefficient * point.numerators[symbol]
             best = v if best is None or v > best else best
-        return best
+        return Fraction(best, scale * point.denominator)
+
+    @functools.cached_property
+    def _integer_forms(self) -> tuple[int, list]:
+        """The forms times one common denominator, as integers (for ``evaluate``)."""
+        denominators = [k.denominator for _, k in self.forms]
+        denominators += [v.denominator for c, _ in self.forms for _, v in c]
+        scale = math.lcm(*denominators)
+        forms = [
+            ([(s, int(v * scale)) for s, v in c], int(k * scale)) for c, k in self.forms
+        ]
+        return scale, forms
 
     def __str__(self) -> str:
         return str(self.exponent)
+
+
+class Point:
+    """Values of the unknowns over one common denominator: x = numerator / denominator.
+
+    Build it once to evaluate many sizes at the same exponents.
+    """
+
+    def __init__(self, values: dict) -> None:
+        fractions = {s: _as_fraction(v) for s, v in values.items()}
+        self.denominator = math.lcm(*(v.denominator for v in fractions.values()))
+        self.numerators = {
+            s: v.numerator * (self.denominator // v.denominator)
+            for s, v in fractions.items()
+        }
 
 
 def _as_fraction(value) -> Fraction:
@@ -216,15 +246,16 @@ class Calculation:
     Attributes:
         steps: every sized quantity in order, for ``--explain``.
         quantities: the latest size of each named quantity.
-        assumptions: linear forms assumed <= 0 by the scenario (from ``dominant``).
-        assumption_text: one line per assumption, for the explanation.
+        assumption_forms: linear forms assumed <= 0 by the scenario (from
+            ``dominant``), as (coefficients, constant).
+        branches: each choice made, (quantity, dominant term's name, its form).
     """
 
     choices: tuple[int, ...] = ()
     steps: list[Step] = field(default_factory=list)
     quantities: dict[str, Size] = field(default_factory=dict)
-    assumptions: list[sympy.Expr] = field(default_factory=list)
-    assumption_text: list[str] = field(default_factory=list)
+    assumption_forms: list[tuple] = field(default_factory=list)
+    branches: list[tuple] = field(default_factory=list)
     branch_sizes: list[int] = field(default_factory=list)
     generic_sizes: dict[str, Size] = field(default_factory=dict)
 
@@ -248,21 +279,61 @@ class Calculation:
         """The size of a sum whose dominant term must be chosen (for an inverse).
 
         Each linear piece of each candidate may dominate; the scenario being run
-        picks one and records that every other piece is at most it.
+        picks one and records that every other piece is at most it. A choice that
+        contradicts the scenario's earlier assumptions (no exponents satisfy them
+        all, decided exactly) ends the run with ``InconsistentScenario``.
         """
-        pieces = [(name, t) for name, size in candidates.items() for t in size.terms]
+        pieces = [(name, f) for name, size in candidates.items() for f in size.forms]
         index = len(self.branch_sizes)
         self.branch_sizes.append(len(pieces))
         pick = self.choices[index] if index < len(self.choices) else 0
         name, top = pieces[pick]
-        for _other_name, t in pieces:
-            gap = sympy.expand(t - top)
-            if gap != 0:
-                self.assumptions.append(gap)
-        self.assumption_text.append(f"{quantity}: the {name} term dominates, M^({top})")
+        for _other_name, form in pieces:
+            gap = (_add_linear(form[0], _negate(top[0])), form[1] - top[1])
+            if gap[0] or gap[1]:
+                self.assumption_forms.append(gap)
+        if not _consistent(self.assumption_forms):
+            raise InconsistentScenario(quantity)
+        self.branches.append((quantity, name, top))
         return self.record(
-            quantity, Size.of(top), "dominant", f"the {name} term dominates"
+            quantity, Size((top,)), "dominant", f"the {name} term dominates"
         )
+
+    @property
+    def assumptions(self) -> list[sympy.Expr]:
+        """The assumed inequalities (each expression <= 0), as sympy expressions."""
+        return [_to_sympy(c, k) for c, k in self.assumption_forms]
+
+    @property
+    def assumption_text(self) -> list[str]:
+        """One line per scenario choice, for the explanation."""
+        return [
+            f"{quantity}: the {name} term dominates, M^({_to_sympy(*top)})"
+            for quantity, name, top in self.branches
+        ]
+
+
+class InconsistentScenario(Exception):
+    """A scenario's dominant-term choices contradict each other."""
+
+
+def _negate(coefficients: frozenset) -> frozenset:
+    return frozenset((k, -v) for k, v in coefficients)
+
+
+def _consistent(forms: list, limit: int = 2000) -> bool:
+    """Whether some exponents make every form <= 0 (True when undecided)."""
+    from muptheory.symbolic import polyhedra
+
+    symbols = sorted({s for c, _ in forms for s, _ in c}, key=lambda s: s.name)
+    index = {s: i for i, s in enumerate(symbols)}
+    rows = []
+    for coefficients, constant in forms:
+        dense = [Fraction(0)] * len(symbols)
+        for symbol, value in coefficients:
+            dense[index[symbol]] = value
+        rows.append(polyhedra.row(dense, constant))
+    return polyhedra.feasible(rows, limit=limit) is not False
 
 
 @dataclass
@@ -270,33 +341,42 @@ class Scenario:
     """One consistent run of a sizing function."""
 
     calculation: Calculation
-    _assumption_sizes: list | None = None
 
     @property
     def assumptions(self) -> list[sympy.Expr]:
         return self.calculation.assumptions
 
-    def holds_at(self, values: dict) -> bool:
+    @functools.cached_property
+    def assumption_sizes(self) -> list[Size]:
+        """Each assumption as a one-term size (its exponent must be <= 0)."""
+        return [Size((form,)) for form in self.calculation.assumption_forms]
+
+    def holds_at(self, values: dict | Point) -> bool:
         """Whether every assumption of the scenario holds at these exponents."""
-        if self._assumption_sizes is None:
-            self._assumption_sizes = [Size.of(a) for a in self.assumptions]
-        return all(size.evaluate(values) <= 0 for size in self._assumption_sizes)
+        point = values if isinstance(values, Point) else Point(values)
+        return all(size.evaluate(point) <= 0 for size in self.assumption_sizes)
 
 
 def scenarios(sizing: Callable[[Calculation], None]) -> Iterator[Scenario]:
-    """Run ``sizing`` once per combination of dominant-term choices.
+    """Run ``sizing`` once per consistent combination of dominant-term choices.
 
     The choices are enumerated depth first: a run reports how many options each
     branch point it met had, and the next run advances the last branch point
-    that still has options (like an odometer).
+    that still has options (like an odometer). A run whose choices contradict each
+    other stops at the contradicting branch point, and the odometer moves on from
+    there, so no later choice is tried under it.
     """
     choices: list[int] = []
     while True:
         calc = Calculation(choices=tuple(choices))
-        sizing(calc)
-        yield Scenario(calc)
+        try:
+            sizing(calc)
+        except InconsistentScenario:
+            pass
+        else:
+            yield Scenario(calc)
         sizes = calc.branch_sizes
-        choices = list(choices) + [0] * (len(sizes) - len(choices))
+        choices = list(choices[: len(sizes)]) + [0] * (len(sizes) - len(choices))
         # advance the odometer from the last branch point
         position = len(sizes) - 1
         while position >= 0 and choices[position] + 1 >= sizes[position]:

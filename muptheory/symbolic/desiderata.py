@@ -11,23 +11,23 @@ THEORY section 3 asks, one step from initialization and per coordinate:
 A quantity "Theta(1)" has size exponent max(pieces) = 0: every piece <= 0 and at
 least one piece = 0. A quantity "O(1)" has every piece <= 0. ``solve`` picks, for
 each Theta(1) quantity, which piece is tight, solves the linear equations exactly
-(sympy), and checks the inequalities by exact linear programming
-(``sympy.solvers.simplex``). Where the desiderata leave an exponent inside an
-interval (BP's b_L >= 1 is the classic case) the smallest value is taken: the
-largest initialization that keeps the conditions, as muP takes the largest updates.
+(Gauss-Jordan elimination in ``fractions.Fraction``), and checks the inequalities
+exactly. Where the desiderata leave an exponent inside an interval (BP's b_L >= 1 is
+the classic case) the smallest value is taken, by exact Fourier-Motzkin elimination
+(``polyhedra.py``): the largest initialization that keeps the conditions, as muP
+takes the largest updates.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 from fractions import Fraction
 
 import sympy
-from sympy.solvers.simplex import InfeasibleLPError, UnboundedLPError, linprog
 
-from muptheory.symbolic.calculus import Size, _to_sympy
+from muptheory.symbolic import polyhedra
+from muptheory.symbolic.calculus import Size
 
 
 @dataclass(frozen=True)
@@ -100,51 +100,59 @@ def solve(
     Every piece of every size must be <= 0. A piece that is provably at most another
     piece of the same Theta(1) quantity wherever the inequalities hold is dropped
     first (if it is tight, so is the other). Then each choice of one tight piece per
-    Theta(1) quantity is a linear system, solved exactly (``sympy.linsolve``); its
-    solution is kept when it meets every inequality, with free directions pinned at
-    their smallest feasible value by exact linear programming. Returns each distinct
-    solution once.
+    Theta(1) quantity is a linear system, solved exactly; its solution is kept when
+    it meets every inequality, with free directions pinned at their smallest
+    feasible value (lexicographically, in the order of ``unknowns``). Returns each
+    distinct solution once.
+
+    The choices are walked depth first, one equation at a time, so systems that
+    share tight pieces share their elimination, and a branch stops as soon as its
+    equations are inconsistent or pin a point that breaks an inequality.
     """
     forms = _bounded_index([*bounded, *theta])
-    inequalities = list(forms.items())
-    if not _plausible(inequalities, unknowns):
+    space = _Space(unknowns, [*forms.items(), *(f for s in theta for f in s.forms)])
+    inequalities = [space.vector(form) for form in forms.items()]
+    rows = [polyhedra.row(a, k) for a, k in inequalities]
+    if polyhedra.feasible(rows, limit=4000) is False:
         return []
-    choices = sorted((_undominated(size, forms, unknowns) for size in theta), key=len)
-    solutions: list[dict] = []
-    cache: dict = {}
-    for tight in itertools.product(*choices):
-        equations = list(dict.fromkeys(tight))
-        solution = _solve_linear(equations, inequalities, unknowns, cache)
-        if solution is not None and solution not in solutions:
-            solutions.append(solution)
-    return solutions
+    known = dict(inequalities)
+    choices = sorted(
+        (_undominated([space.vector(f) for f in size.forms], known) for size in theta),
+        key=len,
+    )
+    search = _Search(space, inequalities)
+    search.walk(choices, _Equations(len(unknowns)))
+    return [
+        {
+            u: sympy.Rational(v.numerator, v.denominator)
+            for u, v in zip(unknowns, point, strict=True)
+        }
+        for point in search.solutions
+    ]
 
 
-def _plausible(inequalities, unknowns, margin: float = 1e-7) -> bool:
-    """A quick screen: can every form be <= 0 at once?
+# -- exact linear forms over the unknowns --------------------------------------------
 
-    Solves min t subject to form(x) <= t in floating point (HiGHS). A scenario whose
-    optimum is clearly positive has no solution and is skipped; everything else goes
-    on to the exact solution, so floating point only ever saves time, never decides
-    an exponent.
-    """
-    import numpy as np
-    from scipy.optimize import linprog as float_linprog
+Vector = tuple[tuple[int, ...], int]  # integer coefficients, integer constant
 
-    index = {s: i for i, s in enumerate(unknowns)}
-    n = len(unknowns)
-    a = np.zeros((len(inequalities), n + 1))
-    b = np.zeros(len(inequalities))
-    for row, (coefficients, constant) in enumerate(inequalities):
+
+class _Space:
+    """Linear forms as integer vectors over ``unknowns``, all scaled by one common
+    denominator (a positive scale: a form's sign, and so every condition, is kept)."""
+
+    def __init__(self, unknowns: list, forms) -> None:
+        self.index = {u: i for i, u in enumerate(unknowns)}
+        self.n = len(unknowns)
+        denominators = [k.denominator for _, k in forms]
+        denominators += [v.denominator for c, _ in forms for _, v in c]
+        self.scale = math.lcm(*denominators) if denominators else 1
+
+    def vector(self, form) -> Vector:
+        coefficients, constant = form
+        out = [0] * self.n
         for symbol, value in coefficients:
-            a[row, index[symbol]] = float(value)
-        a[row, n] = -1.0
-        b[row] = -float(constant)
-    objective = np.zeros(n + 1)
-    objective[n] = 1.0
-    bounds = [(None, None)] * n + [(-1.0, None)]
-    result = float_linprog(objective, A_ub=a, b_ub=b, bounds=bounds, method="highs")
-    return not (result.status == 0 and result.fun > margin)
+            out[self.index[symbol]] = int(value * self.scale)
+        return tuple(out), int(constant * self.scale)
 
 
 def _bounded_index(sizes: list[Size]) -> dict:
@@ -157,48 +165,47 @@ def _bounded_index(sizes: list[Size]) -> dict:
     return index
 
 
-def _undominated(size: Size, bounded: dict, unknowns: list) -> list[sympy.Expr]:
-    """The pieces of ``size`` that no other piece provably dominates.
+def _undominated(pieces: list[Vector], known: dict) -> list[Vector]:
+    """The pieces that no other piece of the same quantity provably dominates.
 
     p is dominated by another piece q when p - q <= 0 follows from one or two forms
-    known to be <= 0 (or is a nonpositive constant). Forms are compared as integer
-    vectors over ``unknowns`` (scaled by a common denominator) for speed.
+    known to be <= 0 (or is a nonpositive constant). Directions are compared by an
+    integer key (digits of a balanced base wide enough for every difference met
+    here), which is linear: key(p - q) = key(p) - key(q), so looking for two known
+    forms that add up to a gap is one subtraction and one set look-up per form.
     """
-    scale = _common_denominator([*size.forms, *bounded.items()])
-    vector = {
-        form: _as_vector(form, unknowns, scale)
-        for form in [*size.forms, *bounded.items()]
-    }
-    known: dict = {}
-    for form in bounded.items():
-        coefficients, constant = vector[form]
-        if coefficients not in known or known[coefficients] < constant:
-            known[coefficients] = constant
-    known_items = list(known.items())
-    kept = list(size.forms)
+    widest = max((abs(v) for c, _ in pieces for v in c), default=0)
+    widest_known = max((abs(v) for c in known for v in c), default=0)
+    base = 2 * (2 * widest + widest_known) + 3
+
+    def key(direction: tuple[int, ...]) -> int:
+        return sum(v * base**i for i, v in enumerate(direction))
+
+    known_keys = {key(c): k for c, k in known.items()}
+    known_items = list(known_keys.items())
+    keys = {piece: key(piece[0]) for piece in pieces}
+    kept = list(pieces)
     for piece in list(kept):
-        p_c, p_k = vector[piece]
         for other in kept:
             if other is piece:
                 continue
-            q_c, q_k = vector[other]
-            gap_c = tuple(x - y for x, y in zip(p_c, q_c, strict=True))
-            gap_k = p_k - q_k
-            if _follows(gap_c, gap_k, known, known_items):
+            gap = (keys[piece] - keys[other], piece[1] - other[1])
+            if _follows(gap, known_keys, known_items):
                 kept.remove(piece)
                 break
-    return [_to_sympy(c, k) for c, k in kept]
+    return kept
 
 
-def _follows(gap_c: tuple, gap_k: int, known: dict, known_items: list) -> bool:
+def _follows(gap: tuple[int, int], known: dict, known_items: list) -> bool:
     """Whether gap <= 0 follows from at most two known nonpositive forms."""
-    if not any(gap_c):
+    gap_key, gap_k = gap
+    if gap_key == 0:
         return gap_k <= 0
-    if gap_c in known and gap_k <= known[gap_c]:
+    if gap_key in known and gap_k <= known[gap_key]:
         return True
-    for coefficients, constant in known_items:
-        rest = tuple(x - y for x, y in zip(gap_c, coefficients, strict=True))
-        if not any(rest):
+    for direction, constant in known_items:
+        rest = gap_key - direction
+        if rest == 0:
             if gap_k - constant <= 0:
                 return True
         elif rest in known and gap_k - constant <= known[rest]:
@@ -206,86 +213,138 @@ def _follows(gap_c: tuple, gap_k: int, known: dict, known_items: list) -> bool:
     return False
 
 
-def _common_denominator(forms) -> int:
-    denominators = [constant.denominator for _, constant in forms]
-    denominators += [
-        v.denominator for coefficients, _ in forms for _, v in coefficients
-    ]
-    return math.lcm(*denominators) if denominators else 1
+# -- the tight pieces: exact elimination, one equation at a time ---------------------
 
 
-def _as_vector(form, unknowns: list, scale: int) -> tuple[tuple, int]:
-    coefficients, constant = form
-    values = dict(coefficients)
-    vec = tuple(int(values.get(u, 0) * scale) for u in unknowns)
-    return vec, int(constant * scale)
+class _Equations:
+    """Equations a . x + k = 0 in reduced row echelon form, pivots leftmost.
 
-
-def _solve_linear(equations, inequalities, unknowns, cache: dict | None = None):
-    """Solve the tight pieces exactly; pin free directions by exact LP; check all."""
-    general = sympy.linsolve(equations, unknowns)
-    if not general:
-        return None
-    (point,) = general
-    if cache is not None and point in cache:
-        return cache[point]
-    free = [
-        u for u in unknowns if any(u in sympy.sympify(v).free_symbols for v in point)
-    ]
-    assignment = dict(zip(unknowns, point, strict=True))
-    if free:
-        pinned = _pin_free(assignment, inequalities, free)
-        assignment = (
-            None
-            if pinned is None
-            else {k: sympy.sympify(v).subs(pinned) for k, v in assignment.items()}
-        )
-    result = None
-    if assignment is not None:
-        values = {k: _fraction(v) for k, v in assignment.items()}
-        if all(size_evaluate(form, values) <= 0 for form in inequalities):
-            result = {
-                k: sympy.Rational(v.numerator, v.denominator) for k, v in values.items()
-            }
-    if cache is not None:
-        cache[point] = result
-    return result
-
-
-def _fraction(value) -> Fraction:
-    value = sympy.Rational(value)
-    return Fraction(int(value.p), int(value.q))
-
-
-def size_evaluate(form, values: dict) -> Fraction:
-    """A linear form (coefficients, constant) at exact values."""
-    coefficients, constant = form
-    return constant + sum((c * values[s] for s, c in coefficients), Fraction(0))
-
-
-def _pin_free(assignment: dict, inequalities, free: list) -> dict | None:
-    """Lexicographic exact LP over the free directions of a parametric solution.
-
-    Each free unknown in turn takes its smallest value allowed by the inequalities.
-    ``sympy.solvers.simplex.linprog`` keeps its variables nonnegative, so every free
-    unknown is the difference of two nonnegative parts.
+    Rows are integer (fraction-free): ``rows`` maps each pivot column p to a row
+    (coefficients then constant) that is positive at p and zero at the other
+    pivots, so x_p = -(k + sum over free f of a_f x_f) / a_p. The non-pivot columns
+    are the free unknowns, as in ``sympy.linsolve``.
     """
-    rows = [sympy.expand(_to_sympy(c, k).subs(assignment)) for c, k in inequalities]
-    rows = [r for r in rows if not r.is_Number]
-    if not rows:
-        return None  # nothing bounds the free directions
-    a, b = sympy.linear_eq_to_matrix(rows, free)
-    n = len(free)
-    pinned: dict = {}
-    for index, symbol in enumerate(free):
-        objective = [0] * (2 * n)
-        objective[index], objective[n + index] = 1, -1
-        try:
-            value, _ = linprog(objective, a.row_join(-a), b)
-        except (InfeasibleLPError, UnboundedLPError):
+
+    def __init__(self, n: int, rows: dict | None = None) -> None:
+        self.n = n
+        self.rows: dict[int, tuple[int, ...]] = rows or {}
+        self.free = [i for i in range(n) if i not in self.rows]
+
+    def add(self, equation: Vector) -> _Equations | None:
+        """These equations and one more; None when they are inconsistent."""
+        coefficients, constant = equation
+        e = (*coefficients, constant)
+        for col, r in self.rows.items():
+            if e[col]:
+                e = _primitive(
+                    [r[col] * x - e[col] * y for x, y in zip(e, r, strict=True)]
+                )
+        lead = next((i for i in range(self.n) if e[i]), None)
+        if lead is None:
+            return self if e[self.n] == 0 else None
+        if e[lead] < 0:
+            e = tuple(-x for x in e)
+        rows = {}
+        for col, r in self.rows.items():
+            rows[col] = (
+                _primitive(
+                    [e[lead] * x - r[lead] * y for x, y in zip(r, e, strict=True)]
+                )
+                if r[lead]
+                else r
+            )
+        rows[lead] = _primitive(e)
+        return _Equations(self.n, rows)
+
+    def substitute(self, inequalities: list[Vector]) -> list[Vector]:
+        """The inequalities over the free unknowns, pivots substituted (each row
+        scaled by the positive lcm of the pivots, which keeps its sign)."""
+        n, rows = self.n, self.rows
+        scale = math.lcm(*(r[p] for p, r in rows.items())) if rows else 1
+        weights = {p: scale // r[p] for p, r in rows.items()}
+        out = []
+        for coefficients, constant in inequalities:
+            reduced = [coefficients[f] * scale for f in self.free]
+            k = constant * scale
+            for p, r in rows.items():
+                a = coefficients[p]
+                if a:
+                    w = a * weights[p]
+                    k -= w * r[n]
+                    reduced = [
+                        v - w * r[f] for v, f in zip(reduced, self.free, strict=True)
+                    ]
+            out.append((tuple(reduced), k))
+        return out
+
+    def point(self, free_values: dict[int, Fraction]) -> tuple[Fraction, ...]:
+        """The solution with the free unknowns at ``free_values``."""
+        x = [Fraction(0)] * self.n
+        for i, v in free_values.items():
+            x[i] = v
+        for p, r in self.rows.items():
+            total = r[self.n] + sum((r[f] * v for f, v in free_values.items()), 0)
+            x[p] = Fraction(-total, r[p]) if isinstance(total, int) else -total / r[p]
+        return tuple(x)
+
+    def key(self) -> tuple:
+        return tuple(sorted(self.rows.items()))
+
+
+def _primitive(values) -> tuple[int, ...]:
+    divisor = math.gcd(*values) or 1
+    return tuple(v // divisor for v in values)
+
+
+class _Search:
+    """Walks the choices of tight pieces and collects the distinct solutions.
+
+    A branch is cut when its equations are inconsistent, or when the inequalities
+    restricted to its solutions (few free unknowns left) have no common point:
+    every system below it adds equations, so it has no solution either.
+    """
+
+    def __init__(self, space: _Space, inequalities: list[Vector]) -> None:
+        self.space = space
+        self.inequalities = inequalities
+        self.solutions: list[tuple[Fraction, ...]] = []
+        self._leaves: dict[tuple, tuple | None] = {}
+
+    def walk(self, choices: list[list[Vector]], equations: _Equations) -> None:
+        if not choices:
+            self._leaf(equations)
+            return
+        for piece in choices[0]:
+            more = equations.add(piece)
+            if more is None or (more is not equations and not self._possible(more)):
+                continue
+            self.walk(choices[1:], more)
+
+    def _possible(self, equations: _Equations) -> bool:
+        if len(equations.free) > 2:
+            return True  # elimination over many unknowns costs more than it saves
+        rows = [polyhedra.row(a, k) for a, k in equations.substitute(self.inequalities)]
+        return polyhedra.feasible(rows) is not False
+
+    def _leaf(self, equations: _Equations) -> None:
+        key = equations.key()
+        if key not in self._leaves:
+            self._leaves[key] = self._solve(equations)
+        point = self._leaves[key]
+        if point is not None and point not in self.solutions:
+            self.solutions.append(point)
+
+    def _solve(self, equations: _Equations) -> tuple[Fraction, ...] | None:
+        rows = equations.substitute(self.inequalities)
+        if any(not any(a) and k > 0 for a, k in rows):
+            return None  # an inequality fails whatever the free unknowns are
+        if not equations.free:
+            return equations.point({})
+        # each free unknown in turn at its smallest value the inequalities allow
+        bounding = [polyhedra.row(a, k) for a, k in rows if any(a)]
+        if not bounding:
+            return None  # nothing bounds the free directions
+        values = polyhedra.lexmin(bounding, len(equations.free))
+        if values is None:
             return None
-        pinned[symbol] = value
-        row = sympy.Matrix([[1 if j == index else 0 for j in range(n)]])
-        a = a.col_join(row).col_join(-row)
-        b = b.col_join(sympy.Matrix([value, -value]))
-    return pinned
+        return equations.point(dict(zip(equations.free, values, strict=True)))

@@ -24,6 +24,7 @@ random-feature model every rule shares (only the last layer learns), and the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -33,7 +34,7 @@ from muptheory.errors import InvalidInputError, UnsupportedError
 from muptheory.methods import MethodConfig
 from muptheory.parameterization import GROUPS, LayerExponents, Parameterization
 from muptheory.symbolic import desiderata
-from muptheory.symbolic.calculus import Calculation, Scenario, Size, scenarios
+from muptheory.symbolic.calculus import Calculation, Point, Scenario, Size, scenarios
 from muptheory.symbolic.network import (
     PASS_SUFFIX,
     Rule,
@@ -145,10 +146,18 @@ class Derivation:
 
     config: MethodConfig
     parameterization: Parameterization  # fan-in convention
-    explanation: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     extra: dict[str, Fraction] = field(default_factory=dict)  # knob exponents
     label: str | None = None
+    explain: Callable[[], list[str]] | None = field(default=None, repr=False)
+    _explanation: list[str] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def explanation(self) -> list[str]:
+        """The derivation's steps (``--explain``), written out on first use."""
+        if self._explanation is None:
+            self._explanation = self.explain() if self.explain else []
+        return self._explanation
 
     def in_convention(self, convention: str) -> Parameterization:
         return self.parameterization.to(convention)
@@ -187,7 +196,7 @@ def derive_mup(config: MethodConfig) -> Derivation:
             generic(scenario, c.key) for c in desiderata.STABILITY if c.kind == "theta"
         ]
         theta += [generic(scenario, c.key) for c in s.knobs if c.kind == "theta"]
-        bounded = [Size.of(a) for a in scenario.assumptions]
+        bounded = list(scenario.assumption_sizes)
         bounded += [
             generic(scenario, c.key)
             for c in (*desiderata.STABILITY, *s.knobs)
@@ -208,10 +217,7 @@ def derive_mup(config: MethodConfig) -> Derivation:
         name: s.unknowns.value(symbol, solution)
         for name, symbol in s.unknowns.extra.items()
     }
-    init_lines, pinned = _initialization_stage()
-    for g in ("first", "hidden"):
-        assert pinned[sympy.Symbol(f"b_{g}", real=True)] == s.unknowns.b[g]
-    derivation.explanation = init_lines + _explain(scenario, solution, s)
+    derivation.explain = lambda: _explanation(scenario, solution, s)
     derivation.notes = _notes(config, scenario)
     if len(found) > 1:
         others = "; ".join(_format_solution(sol, s.unknowns) for sol, _ in found[1:])
@@ -266,6 +272,13 @@ def _initialization_stage() -> tuple[list[str], dict]:
     return lines, pinned
 
 
+def _explanation(scenario: Scenario, solution: dict, s: Sized) -> list[str]:
+    init_lines, pinned = _initialization_stage()
+    for g in ("first", "hidden"):
+        assert pinned[sympy.Symbol(f"b_{g}", real=True)] == s.unknowns.b[g]
+    return init_lines + _explain(scenario, solution, s)
+
+
 def _format_solution(solution: dict, u: Unknowns) -> str:
     p = _parameterization(solution, u, name="").to_fan_in()
     return f"b={p.b.to_json()} c={p.c.to_json()}"
@@ -306,7 +319,7 @@ def _no_solution_reason(config: MethodConfig, s: Sized, symbols) -> str:
         theta += [
             generic(scenario, c.key) for c in desiderata.STABILITY if c.kind == "theta"
         ]
-        bounded = [Size.of(a) for a in scenario.assumptions]
+        bounded = list(scenario.assumption_sizes)
         bounded += [
             generic(scenario, c.key)
             for c in desiderata.STABILITY
@@ -487,6 +500,7 @@ def classify(
         k: Fraction(int(v.p), int(v.q))
         for k, v in width_only_values(config, param, s.unknowns).items()
     }
+    values = Point(values)
     scenario = _scenario_at(s, values)
     exps = {
         key: generic(scenario, key).evaluate(values)
