@@ -67,11 +67,13 @@ of W_L at initialization, so the same product is a `clt` sum and b_L = 1/2 suffi
 
 A Theta(1) quantity has exponent max(pieces) = 0: every piece <= 0 and one piece
 tight. The engine drops pieces that another piece provably dominates, solves each
-choice of tight pieces exactly with sympy, checks all inequalities in exact
-rationals and, where a direction stays free (BP's b_L >= 1), takes the smallest
-value allowed (sympy's rational simplex): the largest initialization, as muP takes
-the largest updates. A floating-point feasibility screen only skips scenarios that
-clearly have no solution; it never decides a number.
+choice of tight pieces exactly (Gauss-Jordan elimination in integers and
+fractions), checks all inequalities in exact rationals and, where a direction stays
+free (BP's b_L >= 1), takes the smallest value allowed (Fourier-Motzkin
+elimination): the largest initialization, as muP takes the largest updates.
+Scenarios whose assumptions contradict each other, and choices of tight pieces
+whose remaining inequalities have no common point, are cut as soon as that is
+decided, exactly; nothing is decided in floating point.
 
 ## Classification
 

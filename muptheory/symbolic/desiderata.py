@@ -323,8 +323,13 @@ class _Search:
     def _possible(self, equations: _Equations) -> bool:
         if len(equations.free) > 2:
             return True  # elimination over many unknowns costs more than it saves
-        rows = [polyhedra.row(a, k) for a, k in equations.substitute(self.inequalities)]
-        return polyhedra.feasible(rows) is not False
+        rows = equations.substitute(self.inequalities)
+        if any(not any(a) and k > 0 for a, k in rows):
+            return False
+        if not equations.free:
+            return True
+        bounding = [polyhedra.row(a, k) for a, k in rows if any(a)]
+        return polyhedra.feasible(bounding) is not False
 
     def _leaf(self, equations: _Equations) -> None:
         key = equations.key()

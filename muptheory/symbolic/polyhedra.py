@@ -41,6 +41,10 @@ def row(coefficients: Sequence[Fraction | int], constant: Fraction | int) -> Row
     A positive scaling leaves the inequality unchanged, so the coefficients are
     cleared of denominators and divided by their gcd; the constant follows exactly.
     """
+    if all(type(v) is int for v in coefficients):
+        divisor = math.gcd(*coefficients) or 1
+        direction = tuple(v // divisor for v in coefficients)
+        return direction, Fraction(constant) / divisor
     fractions = [Fraction(v) for v in coefficients]
     scale = math.lcm(*(v.denominator for v in fractions)) if fractions else 1
     ints = [int(v * scale) for v in fractions]
