@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "muptheory.cli.simulate",
     "muptheory.cli.limits",
     "muptheory.cli.sweeps",
+    "muptheory.cli.regenerate",
 )
 
 
