@@ -324,7 +324,7 @@ def context_from_args(args: argparse.Namespace) -> Context:
     if args.workers is not None and args.workers < 1:
         raise InvalidInputError(f"--workers must be at least 1, got {args.workers}")
     if args.scheduler is not None:
-        check_scheduler(args.scheduler)
+        check_scheduler(args.scheduler)  # before anything is created
     return Context(
         out=prepare_out(args.out),
         sizes=MODES[args.mode],
