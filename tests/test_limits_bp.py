@@ -83,7 +83,10 @@ def test_closed_form_is_exact_at_finite_width_with_finite_initial_values():
     np.testing.assert_allclose(fin.f_train[:, 0, :], expected, atol=1e-10, rtol=0)
 
 
-def test_bp_mup_finite_widths_converge_like_inverse_sqrt_width():
+def test_simulated_bp_mup_widths_converge_like_inverse_sqrt_width():
+    # The loss error is one number per step, dominated by the M^{-1/2} fluctuation
+    # of f_0; its seed mean needs ~64 seeds for a slope within +-0.1 (outputs and
+    # kernels, maxima over many entries, settle with far fewer).
     from muptheory.limits import linear_teacher_task
 
     task = linear_teacher_task(input_dim=6, n_outputs=4, n_train=8, n_test=4)
@@ -95,8 +98,8 @@ def test_bp_mup_finite_widths_converge_like_inverse_sqrt_width():
         steps=5,
         lr=0.1,
         widths=[64, 128, 256, 512, 1024],
-        seeds=6,
-        quantities=("f_train", "f_test", "kernels"),
+        seeds=64,
+        quantities=("f_train", "f_test", "loss", "kernels"),
     )
     for name, slope in result.slopes.items():
         assert -0.6 <= slope <= -0.4, (name, slope, result.errors[name])

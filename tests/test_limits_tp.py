@@ -14,7 +14,7 @@ TASK = linear_teacher_task(input_dim=6, n_outputs=4, n_train=8, n_test=4)
 
 
 @pytest.mark.parametrize("method", ["tp", "dtp"])
-def test_tp_limit_with_coupled_readout_converges_like_inverse_sqrt_width(method):
+def test_simulated_tp_widths_converge_to_the_coupled_limit_like_inverse_sqrt(method):
     config = MethodConfig.create(method)
     result = convergence(
         config,
@@ -24,7 +24,7 @@ def test_tp_limit_with_coupled_readout_converges_like_inverse_sqrt_width(method)
         steps=5,
         lr=0.1,
         widths=[64, 128, 256, 512, 1024],
-        seeds=6,
+        seeds=16,
         quantities=("f_train", "f_test", "kernels"),
     )
     for name, slope in result.slopes.items():

@@ -1,9 +1,10 @@
 """Finite widths against the limit: errors per width and their log-log slope.
 
-For each width M and seed, a sampled network (``muptheory.limits.finite``) is trained
-alongside the limit and the error of a quantity is its largest absolute deviation
-over training steps and entries, max_t |q_M(t) - q_inf(t)|. Errors are averaged over
-seeds (they are fluctuations of size M^{-1/2} with a random sign, so the mean of
+For each width M and seed, the JAX simulator (``muptheory.simulate.Simulator``, run
+by ``muptheory.limits.simulated``: linear activation, float64, full batch) trains a
+network with the limit's rule, parameterization, init scale and learning rates, and
+the error of a quantity is its largest absolute deviation over training steps and
+entries, max_t |q_M(t) - q_inf(t)|. Errors are averaged over seeds (they are fluctuations of size M^{-1/2} with a random sign, so the mean of
 their magnitude keeps that size) and fitted as log err = a + slope log M.
 
 When the limit's output at initialization is random (b_L = 1/2, TP/DTP), each seed's
@@ -22,8 +23,8 @@ import numpy as np
 
 from muptheory.errors import InvalidInputError
 from muptheory.limits.dynamics import input_basis, limit_dynamics
-from muptheory.limits.finite import finite_dynamics
 from muptheory.limits.scaling import limit_scales
+from muptheory.limits.simulated import simulated_dynamics
 from muptheory.limits.tasks import Task
 
 logger = logging.getLogger(__name__)
@@ -94,8 +95,22 @@ def convergence(
     sigma: float = 1.0,
     beta: float = 1.0,
     lr_mult: Sequence[float] = (1.0, 1.0, 1.0),
+    first_seed: int = 0,
 ) -> Convergence:
-    """Train the limit and ``seeds`` networks per width; fit the error slopes."""
+    """Train the limit and ``seeds`` simulated networks per width; fit the slopes.
+
+    Args:
+        config, parameterization, task, depth, steps, lr, sigma, beta, lr_mult: as
+            ``limit_dynamics``; the simulator uses the same values.
+        widths: the widths M (five or more for a slope the acceptance rule accepts).
+        seeds: networks per width; network s at width M uses seed
+            1000 (first_seed + s) + M.
+        quantities: names from ``QUANTITIES`` (pc_cos_gd and c_gamma_scaled: PC).
+        first_seed: shifts the seeds, to check that a slope is not one draw's luck.
+
+    Returns:
+        A ``Convergence`` with per-width errors and fitted slopes.
+    """
     task = Task.of(task)
     for name in quantities:
         if name not in QUANTITIES:
@@ -116,16 +131,16 @@ def convergence(
     errors = {name: [] for name in quantities}
     for width in widths:
         per_seed = {name: [] for name in quantities}
-        for seed in range(seeds):
-            fin = finite_dynamics(
-                config,
-                parameterization,
-                task,
-                width=int(width),
-                seed=1000 * seed + int(width),
-                basis=basis,
-                **common,
-            )
+        runs = simulated_dynamics(
+            config,
+            parameterization,
+            task,
+            width=int(width),
+            seeds=[1000 * (first_seed + seed) + int(width) for seed in range(seeds)],
+            basis=basis,
+            **common,
+        )
+        for fin in runs:
             lim = shared
             if random_output:
                 lim = limit_dynamics(

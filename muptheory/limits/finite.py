@@ -1,48 +1,30 @@
 """A small numpy finite-width deep linear network with the limit engine's rules.
 
-The reference the limit is checked against: the same learning rules (BP, PC at the
-exact inference equilibrium, TP/DTP with ridge feedback), conventions and
-parameterization as ``limit_dynamics``, at one sampled width M. It samples
+An independent cross-check of the JAX simulator, not the comparison the limit is
+judged by (that is ``muptheory.limits.simulated``, the simulator researchers train
+with). It implements the same learning rules (BP, PC at the exact inference
+equilibrium, TP/DTP with ridge feedback), conventions and parameterization as
+``limit_dynamics``, at one width M, in a few lines of numpy with PC's equilibrium in
+closed form; tests start it from the simulator's sampled weights (``weights``) and
+require the two to agree step by step to 1e-10. Without ``weights`` it samples
 W_1 (M x d), W_l (M x M) and W_L (C x M) with ``Parameterization.init_std`` and uses
 learning rates lr * lr_mult * ``Parameterization.lr_scale``. PC's equilibrium is solved
 in closed form, (I + C_gamma) eps_L = -e with
 C_gamma = sum_{l<L} (gamma_L / gamma_l) W_{L:l+1} W_{L:l+1}^T, then
 eps_l = (gamma_L / gamma_l) W_{L:l+1}^T eps_L and v_l = W_l v_{l-1} + eps_l.
-
-This module exists so that the limit engine can be tested before and independently
-of the JAX simulator in ``muptheory.simulate``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from muptheory.errors import DivergedError, InvalidInputError, UnsupportedError
+from muptheory.limits.simulated import FiniteTrajectory
 from muptheory.limits.tasks import Task
 from muptheory.methods import MethodConfig
 from muptheory.parameterization import Parameterization
-
-
-@dataclass
-class FiniteTrajectory:
-    """The finite-width counterpart of ``LimitTrajectory`` (same shapes).
-
-    ``c_gamma_scaled`` holds M^{1+delta} C_gamma (PC only) and ``output_map0`` the
-    C x r output map at initialization in the limit engine's input basis.
-    """
-
-    width: int
-    loss: np.ndarray
-    test_loss: np.ndarray
-    f_train: np.ndarray
-    f_test: np.ndarray
-    kernels: np.ndarray
-    pc_cos_gd: np.ndarray | None
-    c_gamma_scaled: np.ndarray | None
-    output_map0: np.ndarray
 
 
 def finite_dynamics(
@@ -59,10 +41,13 @@ def finite_dynamics(
     lr_mult: Sequence[float] = (1.0, 1.0, 1.0),
     seed: int = 0,
     basis: np.ndarray | None = None,
+    weights: Sequence[np.ndarray] | None = None,
 ) -> FiniteTrajectory:
-    """Train one sampled network of width ``width``; arguments as ``limit_dynamics``.
+    """Train one network of width ``width``; arguments as ``limit_dynamics``.
 
     ``basis`` (d x r, orthonormal) is only used to report ``output_map0``.
+    ``weights`` (effective W_1..W_L, e.g. ``FiniteTrajectory.weights0`` of a
+    simulated run) replaces the numpy sample drawn from ``seed``.
     """
     task = Task.of(task)
     if not isinstance(width, int) or width < 1:
@@ -76,14 +61,23 @@ def finite_dynamics(
     d, C, M, L = task.input_dim, task.n_outputs, width, depth
     dims = [d] + [M] * (L - 1) + [C]
     groups = ["first"] + ["hidden"] * (L - 2) + ["last"]
-    Ws = [
-        rng.normal(
-            0.0,
-            param.init_std(g, width=M, fan_in=dims[i], sigma=sigma),
-            (dims[i + 1], dims[i]),
-        )
-        for i, g in enumerate(groups)
-    ]
+    if weights is None:
+        Ws = [
+            rng.normal(
+                0.0,
+                param.init_std(g, width=M, fan_in=dims[i], sigma=sigma),
+                (dims[i + 1], dims[i]),
+            )
+            for i, g in enumerate(groups)
+        ]
+    else:
+        Ws = [np.array(W, dtype=float) for W in weights]
+        shapes = [(dims[i + 1], dims[i]) for i in range(L)]
+        if [W.shape for W in Ws] != shapes:
+            raise InvalidInputError(
+                f"weights must have shapes {shapes}, got {[W.shape for W in Ws]}"
+            )
+    weights0 = [W.copy() for W in Ws]
     mult = {"first": lr_mult[0], "hidden": lr_mult[1], "last": lr_mult[2]}
     lrs = [lr * mult[g] * param.lr_scale(g, width=M) for g in groups]
     basis = np.eye(d) if basis is None else basis
@@ -124,6 +118,7 @@ def finite_dynamics(
         pc_cos_gd=stack("pc_cos_gd") if config.method == "pc" else None,
         c_gamma_scaled=stack("c_gamma_scaled") if config.method == "pc" else None,
         output_map0=output_map0,
+        weights0=weights0,
     )
 
 
