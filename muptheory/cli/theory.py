@@ -80,11 +80,23 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
         help="exponent convention of b (default fan_in)",
     )
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--json", action="store_const", const="json", dest="format")
     group.add_argument(
-        "--markdown", action="store_const", const="markdown", dest="format"
+        "--json", action="store_const", const="json", dest="format", help="print JSON"
     )
-    group.add_argument("--latex", action="store_const", const="latex", dest="format")
+    group.add_argument(
+        "--markdown",
+        action="store_const",
+        const="markdown",
+        dest="format",
+        help="print a Markdown table",
+    )
+    group.add_argument(
+        "--latex",
+        action="store_const",
+        const="latex",
+        dest="format",
+        help="print a LaTeX tabular",
+    )
     parser.set_defaults(format="text")
 
 
@@ -128,7 +140,7 @@ def run_classify(args: argparse.Namespace) -> int:
         print_json(result.to_json())
     else:
         print(
-            f"method {config.method}: {result.regime}"
+            f"method {config.method}: {result.regime.replace('_', ' ')}"
             f" (stable: {'yes' if result.stable else 'no'}, r = {result.r})"
         )
         for reason in result.reasons:
