@@ -5,12 +5,12 @@ import pytest
 
 from muptheory.limits import limit_dynamics, linear_teacher_task, maximal_update
 from muptheory.limits.convergence import fit_slope
-from muptheory.limits.finite import finite_dynamics
 from muptheory.limits.kernel import (
     kernel_regime_limit,
     neural_tangents_baseline,
     ntk_lr_mult,
 )
+from muptheory.limits.simulated import simulated_dynamics
 from muptheory.methods import MethodConfig
 from muptheory.parameterization import preset
 
@@ -63,23 +63,25 @@ def test_mup_limit_departs_from_the_kernel_regime():
     assert np.linalg.norm(mup.kernels[-1, 0] - mup.kernels[0, 0]) > 0.1
 
 
-def test_kernel_regime_steps_are_the_limit_of_ntk_parameterized_networks():
+def test_kernel_regime_steps_are_the_limit_of_simulated_ntk_networks():
+    # the simulator's networks, each compared with the kernel-regime curve started
+    # from that network's own f_0 (random and Theta(1) under b_L = 1/2)
     widths, errors = [128, 256, 512, 1024, 2048], []
     lr_mult = ntk_lr_mult(TASK.input_dim)
     for width in widths:
         per_seed = []
-        for seed in range(8):
-            fin = finite_dynamics(
-                MethodConfig.create("bp"),
-                preset("ntk"),
-                TASK,
-                depth=3,
-                width=width,
-                steps=10,
-                lr=0.3,
-                lr_mult=lr_mult,
-                seed=seed,
-            )
+        runs = simulated_dynamics(
+            MethodConfig.create("bp"),
+            preset("ntk"),
+            TASK,
+            depth=3,
+            width=width,
+            steps=10,
+            lr=0.3,
+            lr_mult=lr_mult,
+            seeds=range(8),
+        )
+        for fin in runs:
             lim = kernel_regime_limit(
                 preset("ntk"),
                 TASK,
