@@ -32,11 +32,14 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 import sympy
+
+from muptheory.symbolic import polyhedra
 
 RULES: dict[str, Fraction] = {
     "fixed": Fraction(0),
@@ -53,6 +56,7 @@ RULE_TEXT = {
 Linear = tuple  # (frozenset of (symbol, Fraction) pairs, Fraction constant)
 
 
+@functools.cache
 def _linear(expr) -> tuple[frozenset, Fraction]:
     """Split a linear sympy expression (or a number) into coefficients and constant."""
     if isinstance(expr, Fraction | int):
@@ -70,6 +74,12 @@ def _linear(expr) -> tuple[frozenset, Fraction]:
     return frozenset((k, v) for k, v in coefficients.items() if v != 0), constant
 
 
+# Sizing reruns a method's step once per scenario, and scenarios share most of their
+# products and sums, so the pure operations on linear forms are memoized within a
+# process (``clear_caches`` empties them; no result is stored anywhere else).
+
+
+@functools.cache
 def _add_linear(x: frozenset, y: frozenset) -> frozenset:
     total: dict = dict(x)
     for k, v in y:
@@ -80,7 +90,47 @@ def _add_linear(x: frozenset, y: frozenset) -> frozenset:
 def _form_order(form) -> tuple:
     """A cheap deterministic order of linear forms (by symbol names, then values)."""
     coefficients, constant = form
-    return (sorted((s.name, v) for s, v in coefficients), constant)
+    return (_coefficient_order(coefficients), constant)
+
+
+@functools.cache
+def _coefficient_order(coefficients: frozenset) -> list:
+    return sorted((s.name, v) for s, v in coefficients)
+
+
+@functools.cache
+def _product(x: tuple, y: tuple) -> tuple:
+    """The forms of a product of sizes: every sum of a form of each."""
+    forms: dict = {}
+    for cx, kx in x:
+        for cy, ky in y:
+            coefficients, constant = _add_linear(cx, cy), kx + ky
+            if coefficients not in forms or forms[coefficients] < constant:
+                forms[coefficients] = constant
+    return tuple(sorted(forms.items(), key=_form_order))
+
+
+@functools.cache
+def _maximum(x: tuple, y: tuple) -> tuple:
+    """The forms of a sum of sizes: both sets, the larger constant per direction."""
+    forms = dict(x)
+    for coefficients, constant in y:
+        if coefficients not in forms or forms[coefficients] < constant:
+            forms[coefficients] = constant
+    return tuple(sorted(forms.items(), key=_form_order))
+
+
+def clear_caches() -> None:
+    """Forget the memoized operations on linear forms (for timing from scratch)."""
+    for memoized in (
+        _add_linear,
+        _coefficient_order,
+        _product,
+        _maximum,
+        _linear,
+        _contenders,
+    ):
+        memoized.cache_clear()
 
 
 def _to_sympy(coefficients: frozenset, constant: Fraction) -> sympy.Expr:
@@ -118,20 +168,10 @@ class Size:
         return cls.of(0)
 
     def __mul__(self, other: Size) -> Size:
-        forms: dict = {}
-        for cx, kx in self.forms:
-            for cy, ky in other.forms:
-                coefficients, constant = _add_linear(cx, cy), kx + ky
-                if coefficients not in forms or forms[coefficients] < constant:
-                    forms[coefficients] = constant
-        return Size._from_map(forms)
+        return Size(_product(self.forms, other.forms))
 
     def __add__(self, other: Size) -> Size:
-        forms = dict(self.forms)
-        for coefficients, constant in other.forms:
-            if coefficients not in forms or forms[coefficients] < constant:
-                forms[coefficients] = constant
-        return Size._from_map(forms)
+        return Size(_maximum(self.forms, other.forms))
 
     def squared(self) -> Size:
         """This size squared. Cross terms t_i + t_j never exceed max(2 t_i, 2 t_j),
@@ -166,27 +206,30 @@ class Size:
     def evaluate(self, values: dict | Point) -> Fraction:
         """The exponent at concrete values of the unknowns, exactly."""
         point = values if isinstance(values, Point) else Point(values)
-        scale, forms = self._integer_forms
-        best = None
-        for coefficients, constant in forms:
-            v = constant * point.denominator
-            for symbol, coefficient in coefficients:
-                if symbol not in point.numerators:
-                    raise ValueError(f"no value given for {symbol}")
-                v += coefficient * point.numerators[symbol]
-            best = v if best is None or v > best else best
-        return Fraction(best, scale * point.denominator)
+        scale, rows = self._integer_rows(point.symbols)
+        q, x = point.denominator, point.numerators
+        best = max(sum(map(operator.mul, a, x)) + k * q for a, k in rows)
+        return Fraction(best, scale * q)
 
-    @functools.cached_property
-    def _integer_forms(self) -> tuple[int, list]:
-        """The forms times one common denominator, as integers (for ``evaluate``)."""
-        denominators = [k.denominator for _, k in self.forms]
-        denominators += [v.denominator for c, _ in self.forms for _, v in c]
-        scale = math.lcm(*denominators)
-        forms = [
-            ([(s, int(v * scale)) for s, v in c], int(k * scale)) for c, k in self.forms
-        ]
-        return scale, forms
+    def _integer_rows(self, symbols: tuple) -> tuple[int, list]:
+        """The forms times one common denominator, as integer rows over ``symbols``
+        (memoized per order of symbols, for ``evaluate``)."""
+        cache = self.__dict__.setdefault("_rows", {})
+        if symbols not in cache:
+            index = {s: i for i, s in enumerate(symbols)}
+            denominators = [k.denominator for _, k in self.forms]
+            denominators += [v.denominator for c, _ in self.forms for _, v in c]
+            scale = math.lcm(*denominators)
+            rows = []
+            for coefficients, constant in self.forms:
+                a = [0] * len(symbols)
+                for symbol, value in coefficients:
+                    if symbol not in index:
+                        raise ValueError(f"no value given for {symbol}")
+                    a[index[symbol]] = int(value * scale)
+                rows.append((tuple(a), int(constant * scale)))
+            cache[symbols] = (scale, rows)
+        return cache[symbols]
 
     def __str__(self) -> str:
         return str(self.exponent)
@@ -200,11 +243,12 @@ class Point:
 
     def __init__(self, values: dict) -> None:
         fractions = {s: _as_fraction(v) for s, v in values.items()}
+        self.symbols = tuple(sorted(fractions, key=lambda s: s.name))
         self.denominator = math.lcm(*(v.denominator for v in fractions.values()))
-        self.numerators = {
-            s: v.numerator * (self.denominator // v.denominator)
-            for s, v in fractions.items()
-        }
+        self.numerators = tuple(
+            fractions[s].numerator * (self.denominator // fractions[s].denominator)
+            for s in self.symbols
+        )
 
 
 def _as_fraction(value) -> Fraction:
@@ -284,6 +328,7 @@ class Calculation:
         all, decided exactly) ends the run with ``InconsistentScenario``.
         """
         pieces = [(name, f) for name, size in candidates.items() for f in size.forms]
+        pieces = list(_contenders(tuple(pieces), tuple(self.assumption_forms)))
         index = len(self.branch_sizes)
         self.branch_sizes.append(len(pieces))
         pick = self.choices[index] if index < len(self.choices) else 0
@@ -313,6 +358,41 @@ class Calculation:
         ]
 
 
+@functools.cache
+def _contenders(pieces: tuple, assumptions: tuple) -> tuple:
+    """The pieces that can dominate: a piece that another kept piece is provably at
+    least as large as, wherever the scenario's assumptions hold, can only tie with
+    it (that choice is covered by the other's), so it is not a branch of its own."""
+    forms = [f for _, f in pieces] + list(assumptions)
+    symbols = sorted({s for c, _ in forms for s, _ in c}, key=lambda s: s.name)
+    rows = [_dense_row(form, symbols) for form in assumptions]
+
+    def at_least(q, p) -> bool:  # q >= p wherever the assumptions hold
+        gap = (_add_linear(q[0], _negate(p[0])), q[1] - p[1])
+        low = polyhedra.minimum(rows, _dense_row(gap, symbols), limit=2000)
+        return low is not None and low >= 0
+
+    kept = []
+    for i, (name, p) in enumerate(pieces):
+        covered = any(
+            at_least(q, p) and (j < i or not at_least(p, q))
+            for j, (_, q) in enumerate(pieces)
+            if j != i
+        )
+        if not covered:
+            kept.append((name, p))
+    return tuple(kept)
+
+
+def _dense_row(form, symbols: list):
+    coefficients, constant = form
+    index = {s: i for i, s in enumerate(symbols)}
+    dense = [Fraction(0)] * len(symbols)
+    for symbol, value in coefficients:
+        dense[index[symbol]] = value
+    return polyhedra.row(dense, constant)
+
+
 class InconsistentScenario(Exception):
     """A scenario's dominant-term choices contradict each other."""
 
@@ -323,8 +403,6 @@ def _negate(coefficients: frozenset) -> frozenset:
 
 def _consistent(forms: list, limit: int = 2000) -> bool:
     """Whether some exponents make every form <= 0 (True when undecided)."""
-    from muptheory.symbolic import polyhedra
-
     symbols = sorted({s for c, _ in forms for s, _ in c}, key=lambda s: s.name)
     index = {s: i for i, s in enumerate(symbols)}
     rows = []
@@ -347,6 +425,11 @@ class Scenario:
         return self.calculation.assumptions
 
     @functools.cached_property
+    def _all_assumptions(self) -> Size:
+        # every assumed form as one size's rows, for ``holds_at``
+        return Size(tuple(self.calculation.assumption_forms))
+
+    @functools.cached_property
     def assumption_sizes(self) -> list[Size]:
         """Each assumption as a one-term size (its exponent must be <= 0)."""
         return [Size((form,)) for form in self.calculation.assumption_forms]
@@ -354,7 +437,11 @@ class Scenario:
     def holds_at(self, values: dict | Point) -> bool:
         """Whether every assumption of the scenario holds at these exponents."""
         point = values if isinstance(values, Point) else Point(values)
-        return all(size.evaluate(point) <= 0 for size in self.assumption_sizes)
+        if not self.calculation.assumption_forms:
+            return True
+        _, rows = self._all_assumptions._integer_rows(point.symbols)
+        q, x = point.denominator, point.numerators
+        return all(sum(map(operator.mul, a, x)) + k * q <= 0 for a, k in rows)
 
 
 def scenarios(sizing: Callable[[Calculation], None]) -> Iterator[Scenario]:

@@ -77,6 +77,12 @@ KNOB_TEXT = {
 }
 
 
+# The whole system is first tested for a common point by elimination, but only while
+# that stays cheap (at most this many rows per step); past it the depth-first search
+# below decides, exactly, on its own.
+PRESCREEN_ROWS = 300
+
+
 def knob_conditions(
     bounded_keys: tuple[str, ...], theta_keys: tuple[str, ...] = ()
 ) -> tuple[Condition, ...]:
@@ -113,7 +119,7 @@ def solve(
     space = _Space(unknowns, [*forms.items(), *(f for s in theta for f in s.forms)])
     inequalities = [space.vector(form) for form in forms.items()]
     rows = [polyhedra.row(a, k) for a, k in inequalities]
-    if polyhedra.feasible(rows, limit=4000) is False:
+    if polyhedra.feasible(rows, limit=PRESCREEN_ROWS) is False:
         return []
     known = dict(inequalities)
     choices = sorted(
@@ -129,6 +135,34 @@ def solve(
         }
         for point in search.solutions
     ]
+
+
+def tie_set(
+    theta: list[Size], assumptions: list[Size], unknowns: list[sympy.Symbol]
+) -> tuple | None:
+    """The set on which every solution lies, when the scenario's choices all tie
+    there; None otherwise.
+
+    A Theta(1) quantity with a single piece is an equation every solution meets.
+    When each assumption of the scenario (a gap between two terms, <= 0) vanishes
+    identically on the solutions of those equations, every choice the scenario made
+    is a tie wherever the desiderata can hold: there its sizes equal those of any
+    other scenario that ties on the same set, and so do its solutions. Returns that
+    set as a hashable key (the equations in reduced form).
+    """
+    sizes = [*theta, *assumptions]
+    space = _Space(unknowns, [f for size in sizes for f in size.forms])
+    equations: _Equations | None = _Equations(len(unknowns))
+    for size in theta:
+        if len(size.forms) == 1:
+            equations = equations.add(space.vector(size.forms[0]))
+            if equations is None:
+                return None  # no solution at all: ``solve`` says so quickly
+    for size in assumptions:
+        (form,) = size.forms
+        if equations.add(space.vector(form)) is not equations:
+            return None
+    return equations.key()
 
 
 # -- exact linear forms over the unknowns --------------------------------------------

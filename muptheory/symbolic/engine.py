@@ -33,7 +33,7 @@ import sympy
 from muptheory.errors import InvalidInputError, UnsupportedError
 from muptheory.methods import MethodConfig
 from muptheory.parameterization import GROUPS, LayerExponents, Parameterization
-from muptheory.symbolic import desiderata
+from muptheory.symbolic import calculus, desiderata
 from muptheory.symbolic.calculus import Calculation, Point, Scenario, Size, scenarios
 from muptheory.symbolic.network import (
     PASS_SUFFIX,
@@ -115,6 +115,13 @@ class Sized:
 _SIZED: dict[tuple, Sized] = {}
 
 
+def clear_caches() -> None:
+    """Forget every sized step and memoized operation, so the next derivation
+    starts from scratch (benchmarks time it that way)."""
+    _SIZED.clear()
+    calculus.clear_caches()
+
+
 def sized(config: MethodConfig) -> Sized:
     """The method's sized step, computed once per set of symbolic options."""
     key = _symbolic_key(config)
@@ -146,11 +153,24 @@ class Derivation:
 
     config: MethodConfig
     parameterization: Parameterization  # fan-in convention
-    notes: list[str] = field(default_factory=list)
     extra: dict[str, Fraction] = field(default_factory=dict)  # knob exponents
     label: str | None = None
     explain: Callable[[], list[str]] | None = field(default=None, repr=False)
+    later_notes: list[Callable[[], str]] = field(default_factory=list, repr=False)
+    _notes: list[str] = field(default_factory=list)
     _explanation: list[str] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def notes(self) -> list[str]:
+        """Remarks on the derivation; notes that need a sweep of ``classify`` (TP's
+        kernel-regime scan) are written on first use, not while deriving."""
+        while self.later_notes:
+            self._notes.append(self.later_notes.pop(0)())
+        return self._notes
+
+    @notes.setter
+    def notes(self, value: list[str]) -> None:
+        self._notes = list(value)
 
     @property
     def explanation(self) -> list[str]:
@@ -190,12 +210,21 @@ def derive_mup(config: MethodConfig) -> Derivation:
     s = sized(config)
     symbols = _solve_order(s.unknowns)
     found: list[tuple[dict, Scenario]] = []
+    # a scenario whose choices are all ties wherever the desiderata can hold (K-FAC's
+    # damping of the order of its eigenvalue) has the same solutions as an earlier
+    # one that ties on the same set: it is solved once
+    tied_sets: set = set()
     for scenario in s.scenarios:
         theta = [generic(scenario, c.key) for c in desiderata.MAXIMAL]
         theta += [
             generic(scenario, c.key) for c in desiderata.STABILITY if c.kind == "theta"
         ]
         theta += [generic(scenario, c.key) for c in s.knobs if c.kind == "theta"]
+        tied = desiderata.tie_set(theta, scenario.assumption_sizes, symbols)
+        if tied is not None:
+            if tied in tied_sets:
+                continue
+            tied_sets.add(tied)
         bounded = list(scenario.assumption_sizes)
         bounded += [
             generic(scenario, c.key)
@@ -226,7 +255,7 @@ def derive_mup(config: MethodConfig) -> Derivation:
             "the smallest exponents are reported"
         )
     if config.method in ("tp", "dtp"):
-        derivation.notes.append(_kernel_scan_note(config))
+        derivation.later_notes.append(lambda: _kernel_scan_note(config))
     return derivation
 
 

@@ -152,3 +152,32 @@ def _substitute(
         rest[j] = 0
         out.append(row(rest, constant + direction[j] * value))
     return out
+
+
+def minimum(
+    rows: Iterable[Row], objective: Row, *, limit: int | None = None
+) -> Fraction | None:
+    """The smallest value of ``objective`` (direction . x + constant) over the rows;
+    None when it is unbounded below, the set is empty, or elimination passes
+    ``limit`` rows (undecided)."""
+    # z = objective(x) as a new first coordinate, then every x_j eliminated
+    direction, constant = objective
+    extended = [((0, *d), k) for d, k in rows]
+    extended.append(((-1, *direction), constant))
+    extended.append(((1, *(-v for v in direction)), -constant))
+    index = _index(extended)
+    if index is None:
+        return None
+    try:
+        for j in reversed(range(1, len(direction) + 1)):
+            index = _eliminate(index, j, limit)
+            if index is None:
+                return None
+    except TooManyRows:
+        return None
+    low = None
+    for d, k in index.items():
+        if d[0] < 0:
+            bound = -k / d[0]
+            low = bound if low is None or bound > low else low
+    return low
