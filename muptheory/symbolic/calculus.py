@@ -20,11 +20,14 @@ Quantities that involve an inverse, such as (I + C_gamma)^{-1}, have a size that
 the negative of the dominant term: that is not a maximum, so the calculus splits
 into *scenarios*, one for each term that may dominate, each with its assumption
 written down. ``Calculation.dominant`` does the split; ``scenarios`` runs a method's
-sizing function once per consistent choice.
+sizing function once per consistent choice. A piece that provably never exceeds
+another under the scenario's assumptions is not split on (it could only tie), and a
+choice that contradicts the earlier ones ends the run; both are decided exactly
+(``polyhedra.py``).
 
 Example:
     >>> calc = Calculation()
-    >>> calc.sum_rule("u", Size.of(-sympy.Symbol("b")), "clt", note="W h").exponent
+    >>> print(calc.sum_rule("u", Size.of(-sympy.Symbol("b")), "clt", note="h").exponent)
     1/2 - b
 """
 
@@ -129,6 +132,7 @@ def clear_caches() -> None:
         _maximum,
         _linear,
         _contenders,
+        _consistent,
     ):
         memoized.cache_clear()
 
@@ -337,7 +341,7 @@ class Calculation:
             gap = (_add_linear(form[0], _negate(top[0])), form[1] - top[1])
             if gap[0] or gap[1]:
                 self.assumption_forms.append(gap)
-        if not _consistent(self.assumption_forms):
+        if not _consistent(tuple(self.assumption_forms)):
             raise InconsistentScenario(quantity)
         self.branches.append((quantity, name, top))
         return self.record(
@@ -401,7 +405,8 @@ def _negate(coefficients: frozenset) -> frozenset:
     return frozenset((k, -v) for k, v in coefficients)
 
 
-def _consistent(forms: list, limit: int = 2000) -> bool:
+@functools.cache
+def _consistent(forms: tuple, limit: int = 2000) -> bool:
     """Whether some exponents make every form <= 0 (True when undecided)."""
     symbols = sorted({s for c, _ in forms for s, _ in c}, key=lambda s: s.name)
     index = {s: i for i, s in enumerate(symbols)}
