@@ -58,7 +58,10 @@ def test_limit_json_and_plot(tmp_path):
     assert data["parameterization"]["c"] == {"first": "0", "hidden": "1", "last": "1"}
     assert set(data["convergence"]["errors"]) == {
         "f_train",
+        "f_test",
+        "loss",
         "kernels",
+        "pc_cos_gd",
         "c_gamma_scaled",
     }
     assert plot.stat().st_size > 1000

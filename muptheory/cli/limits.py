@@ -3,8 +3,8 @@
 ``muptheory limit METHOD --param NAME`` trains a deep linear network in the
 infinite-width limit (exact engine for feature-learning parameterizations, the
 kernel-regime formula for BP with b = 1/2 everywhere) and can compare it with
-sampled widths (``--widths``). ``muptheory interpolation --depth L`` prints PC's
-limiting cosine similarities with the first-order and Gauss-Newton directions as
+networks of the given widths trained by the JAX simulator (``--widths``).
+``muptheory interpolation --depth L`` prints PC's limiting cosine similarities with the first-order and Gauss-Newton directions as
 gamma0 varies. Engines are imported when the command runs.
 """
 
@@ -20,7 +20,7 @@ from muptheory.cli.common import (
     atomic_write_bytes,
     print_json,
 )
-from muptheory.errors import InvalidInputError
+from muptheory.errors import InvalidInputError, UnsupportedError
 
 LIMIT_HELP = "exact infinite-width training dynamics of a deep linear network"
 INTERPOLATION_HELP = "PC's limiting interpolation between first order and Gauss-Newton"
@@ -72,10 +72,15 @@ def _register_limit(subparsers) -> None:
     parser.add_argument(
         "--widths",
         metavar="M,M,...",
-        help="also train sampled networks of these widths and fit the error slope",
+        help="also train the JAX simulator at these widths (linear, float64) and "
+        "fit each quantity's error slope against width",
     )
     parser.add_argument(
-        "--seeds", type=int, default=4, help="seeds per width with --widths (4)"
+        "--seeds",
+        type=int,
+        default=8,
+        help="seeds per width with --widths (8; the loss and PC's cosines, one "
+        "number per step, need about 64 for a steady slope)",
     )
     parser.add_argument("--seed", type=int, default=0, help="data / readout seed")
     add_method_options(parser)
@@ -140,6 +145,13 @@ def run_limit(args: argparse.Namespace) -> int:
     param = _limit_parameterization(args.param, config)
     task = _task(args)
     if _is_kernel_regime(config, param):
+        if args.widths:
+            raise UnsupportedError(
+                "--widths is not supported in the kernel regime: the comparison "
+                "there conditions each network's curve on its own random f_0 "
+                "(tests/test_limits_kernel.py does it); use a feature-learning "
+                "parameterization such as mup"
+            )
         result = kernel_regime_limit(
             param,
             task,
@@ -192,7 +204,8 @@ def run_limit(args: argparse.Namespace) -> int:
         print(f"loss: {curve[0]:.6g} -> {curve[-1]:.6g} after {args.steps} steps")
         if conv is not None:
             for name, slope in conv.slopes.items():
-                print(f"{name}: error slope {slope:.3f} over widths {conv.widths}")
+                fitted = "exact (error < 1e-10)" if slope is None else f"{slope:.3f}"
+                print(f"{name}: error slope {fitted} over widths {conv.widths}")
     return 0
 
 
@@ -256,9 +269,9 @@ def _convergence(args, config, param, task):
         ) from None
     if len(widths) < 2 or min(widths) < 1:
         raise InvalidInputError("--widths needs at least two positive widths")
-    quantities = ["f_train", "kernels"]
+    quantities = ["f_train", "f_test", "loss", "kernels"]
     if config.method == "pc":
-        quantities.append("c_gamma_scaled")
+        quantities += ["pc_cos_gd", "c_gamma_scaled"]
     return convergence(
         config,
         param,
@@ -282,6 +295,8 @@ def _plot_limit(path: str, curve, conv, *, title: str) -> None:
     axes[0].set_title(title)
     if conv is not None:
         for name, errors in conv.errors.items():
+            if conv.slopes[name] is None:
+                continue  # exact at every width: nothing to draw on a log scale
             axes[1].loglog(
                 conv.widths,
                 errors,
@@ -294,7 +309,7 @@ def _plot_limit(path: str, curve, conv, *, title: str) -> None:
         ]
         axes[1].loglog(conv.widths, ref, "k--", label="M^-1/2")
         axes[1].set_xlabel("width M")
-        axes[1].set_ylabel("max |finite - limit|")
+        axes[1].set_ylabel("mean over seeds of max_t |simulator - limit|")
         axes[1].legend()
     _save(fig, path)
 

@@ -38,6 +38,8 @@ QUANTITIES: tuple[str, ...] = (
     "c_gamma_scaled",
 )
 _LIMIT_NAME = {"c_gamma_scaled": "pc_c_gamma"}
+# Errors below this at every width mean the finite-width value is exact.
+EXACT = 1e-10
 
 
 @dataclass
@@ -47,13 +49,14 @@ class Convergence:
     Attributes:
         widths: the widths M.
         errors: quantity -> mean over seeds of max_t |q_M(t) - q_inf(t)|, per width.
-        slopes: quantity -> fitted slope of log error against log width.
+        slopes: quantity -> fitted slope of log error against log width, or None
+            when the error is below ``EXACT`` at every width (exact at finite width).
         seeds: number of seeds per width.
     """
 
     widths: list[int]
     errors: dict[str, list[float]]
-    slopes: dict[str, float]
+    slopes: dict[str, float | None]
     seeds: int
 
     def to_json(self) -> dict:
@@ -161,5 +164,8 @@ def convergence(
         for name in quantities:
             errors[name].append(float(np.mean(per_seed[name])))
         logger.info("width %d: %s", width, {k: v[-1] for k, v in errors.items()})
-    slopes = {name: fit_slope(widths, errors[name]) for name in quantities}
+    slopes = {
+        name: None if max(errors[name]) < EXACT else fit_slope(widths, errors[name])
+        for name in quantities
+    }
     return Convergence(list(map(int, widths)), errors, slopes, seeds)
