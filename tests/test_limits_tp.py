@@ -87,3 +87,10 @@ def test_results_are_finite():
         )
         for value in (run.loss, run.f_train, run.f_test, run.kernels):
             assert np.all(np.isfinite(value))
+
+
+def test_numerically_singular_ridge_feedback_is_a_clear_error():
+    config = MethodConfig.create("tp", mu0=1e-300)
+    task = linear_teacher_task(n_train=16)
+    with pytest.raises(InvalidInputError, match="numerically singular"):
+        limit_dynamics(config, maximal_update(config), task, depth=3, steps=3, lr=0.1)

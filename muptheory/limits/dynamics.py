@@ -242,9 +242,10 @@ class _Runner:
     def snapshot(self, t: int) -> dict:
         z, f, e = self.forward()
         f_test = (self.output @ self.z_test.T).T
-        loss = 0.5 * float(np.sum(e**2)) / self.P
         n_test = max(self.y_test.shape[0], 1)
-        test_loss = 0.5 * float(np.sum((f_test - self.y_test) ** 2)) / n_test
+        with np.errstate(over="ignore", invalid="ignore"):  # reported just below
+            loss = 0.5 * float(np.sum(e**2)) / self.P
+            test_loss = 0.5 * float(np.sum((f_test - self.y_test) ** 2)) / n_test
         if not (
             np.isfinite(loss) and loss < DIVERGENCE_LOSS and np.isfinite(test_loss)
         ):
@@ -354,7 +355,18 @@ def _ridge_solve(gram: np.ndarray, ridge: float, rhs: np.ndarray, *, layer: int)
     if ridge == float("inf"):
         return np.zeros_like(rhs)
     if ridge > 0.0:
-        return np.linalg.solve(gram + ridge * np.eye(gram.shape[0]), rhs)
+        system = gram + ridge * np.eye(gram.shape[0])
+        try:
+            out = np.linalg.solve(system, rhs)
+        except np.linalg.LinAlgError:
+            out = None
+        if out is None or not np.all(np.isfinite(out)):
+            raise InvalidInputError(
+                f"the ridge feedback into layer {layer - 1} is numerically singular "
+                f"(ridge {ridge:.3g} against a batch kernel of rank "
+                f"{np.linalg.matrix_rank(gram)}); use a larger mu0"
+            )
+        return out
     values, vectors = np.linalg.eigh(gram)
     top = max(float(values[-1]), 0.0)
     keep = values > 1e-10 * top if top > 0 else np.zeros_like(values, dtype=bool)

@@ -192,8 +192,9 @@ def _cosines(state: LimitState, first: list, second: list) -> np.ndarray:
         norm = np.sqrt(_frobenius(state, layer, a, a) * _frobenius(state, layer, b, b))
         if norm == 0.0:
             raise InvalidInputError(
-                f"the layer-{layer} update is zero at this state (zero error); the "
-                "cosine is undefined"
+                f"the layer-{layer} update is zero at this state (a zero output "
+                "error, or gamma0 so large that (I + C_gamma)^{-1} e underflows); "
+                "the cosine is undefined"
             )
         out.append(min(1.0, max(-1.0, _frobenius(state, layer, a, b) / norm)))
     return np.array(out)
