@@ -176,7 +176,8 @@ def limit_dynamics(
     rule = _RULES[config.method]
     runner = _Runner(state, config, scales, task, lr=lr, beta=beta, lr_mult=lr_mult)
     records = []
-    with small_blas():
+    # overflow shows up as a non-finite loss, reported as DivergedError below
+    with small_blas(), np.errstate(over="ignore", invalid="ignore"):
         for t in range(steps + 1):
             records.append(runner.snapshot(t))
             if t < steps:
@@ -402,4 +403,14 @@ def _collect(method: str, records: list[dict], state: LimitState) -> LimitTrajec
     if method == "pc":
         out.pc_cos_gd = stack("pc_cos_gd")
         out.pc_c_gamma = stack("pc_c_gamma")
+    for name in ("f_train", "f_test", "kernels", "pc_cos_gd", "pc_c_gamma"):
+        value = getattr(out, name)
+        if value is not None and not np.all(np.isfinite(value)):
+            bad = ~np.isfinite(value).reshape(len(value), -1).all(axis=1)
+            step = int(np.argmax(bad))
+            raise DivergedError(
+                f"the limit's {name} is not finite (first at step {step}); lower "
+                "the learning rate",
+                step=step,
+            )
     return out
