@@ -216,6 +216,7 @@ def run_sweep(
     salt: str = "",
     connect_timeout: float = 10.0,
     group: Callable[[dict[str, Any]], Hashable] | None = None,
+    jax_cache: bool = False,
 ) -> list[CellResult]:
     """Run ``fn(**cell)`` for every cell, reusing and extending the cache.
 
@@ -235,6 +236,10 @@ def run_sweep(
             the same worker, in the order of ``cells``, where the workers allow
             (for example the width, when cells of one width share compiled code).
             It changes where cells run, never their keys or values.
+        jax_cache: local process pools with a ``cache_dir`` only: workers keep JAX's
+            compiled code in ``<cache_dir>/jax`` (JAX's persistent compilation
+            cache, for compilations over a second), so a worker that meets a step
+            compiled by another, or by an earlier sweep, loads it instead.
 
     Returns:
         One ``CellResult`` per cell, in the order of ``cells``.
@@ -299,7 +304,8 @@ def run_sweep(
                 outcomes = _dask_outcomes(client, fn, pending)
             elif n_local > 1:
                 chunks = _chunks(pending, group, n_local)
-                outcomes = _process_outcomes(fn, chunks, n_local)
+                compiled = cache / "jax" if jax_cache and cache is not None else None
+                outcomes = _process_outcomes(fn, chunks, n_local, compiled)
             else:
                 outcomes = _serial_outcomes(fn, pending)
             with contextlib.closing(outcomes):
@@ -464,7 +470,7 @@ def _serial_outcomes(fn, pending: dict[str, dict]) -> Iterator[tuple[str, Outcom
 
 
 def _process_outcomes(
-    fn, chunks: list[list[tuple[str, dict]]], workers: int
+    fn, chunks: list[list[tuple[str, dict]]], workers: int, jax_cache: Path | None
 ) -> Iterator[tuple[str, Outcome]]:
     """Run each chunk in a pool worker; yield every cell's outcome once it is known.
 
@@ -473,11 +479,17 @@ def _process_outcomes(
     """
     context = multiprocessing.get_context("spawn")
     finished = context.SimpleQueue()
+    stop = context.Event()  # set when the sweep ends early: start no further cell
     pool = concurrent.futures.ProcessPoolExecutor(
         max_workers=workers,
         mp_context=context,
         initializer=_init_worker,
-        initargs=(os.getpid(), finished),
+        initargs=(
+            os.getpid(),
+            finished,
+            stop,
+            None if jax_cache is None else str(jax_cache),
+        ),
     )
     seen: set[str] = set()
 
@@ -506,19 +518,25 @@ def _process_outcomes(
                     outcomes = [(key, (*failure, None)) for key, _ in futures[future]]
                 yield from fresh(outcomes)
     finally:
+        stop.set()
         pool.shutdown(wait=True, cancel_futures=True)
         finished.close()
 
 
-_finished_queue = None  # in a pool worker: where cells' outcomes are posted
+# In a pool worker: where cells' outcomes are posted, and the sweep's stop signal.
+_finished_queue = None
+_stop = None
 
 
 def _execute_chunk(
     fn: Callable[..., Any], chunk: list[tuple[str, dict[str, Any]]]
 ) -> list[tuple[str, Outcome]]:
-    """Run a chunk's cells in order, posting each outcome as it is known."""
+    """Run a chunk's cells in order, posting each outcome as it is known; stop early
+    when the sweep has ended."""
     outcomes = []
     for key, cell in chunk:
+        if _stop is not None and _stop.is_set():
+            break
         outcome = _execute(fn, cell)
         if _finished_queue is not None:
             _finished_queue.put((key, outcome))
@@ -526,11 +544,16 @@ def _execute_chunk(
     return outcomes
 
 
-def _init_worker(parent_pid: int, finished) -> None:
-    """In a pool worker: keep the outcome queue; exit when the sweep's process dies
-    (say, killed -9)."""
-    global _finished_queue
-    _finished_queue = finished
+def _init_worker(parent_pid: int, finished, stop, jax_cache: str | None) -> None:
+    """In a pool worker: keep the outcome queue and stop signal, point JAX's
+    persistent compilation cache at ``jax_cache`` (if given), and exit when the
+    sweep's process dies (say, killed -9)."""
+    global _finished_queue, _stop
+    _finished_queue, _stop = finished, stop
+    if jax_cache is not None:
+        import jax
+
+        jax.config.update("jax_compilation_cache_dir", jax_cache)
 
     def watch() -> None:
         while os.getppid() == parent_pid:

@@ -296,6 +296,7 @@ def transfer_sweep(
         scheduler=scheduler,
         progress=progress,
         salt=CELL_SALT,
+        jax_cache=True,
         group=operator.itemgetter("width"),
     )
     records: list[dict[str, Any]] = [{} for _ in cells]

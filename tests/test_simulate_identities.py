@@ -358,3 +358,49 @@ def test_first_adam_step_is_a_signed_step():
         g = -expected[k]
         want = -adam.scales.lrs[k] * g / (np.abs(g) + 1e-8)
         assert_close(actual, want, rtol=1e-9)
+
+
+# -- the learning rate as an argument ---------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(
+    "method, options",
+    [
+        ("bp", {}),
+        ("bp", {"optimizer": "adam"}),
+        ("pc", {"inference": "iterative", "inference_steps": 4}),
+        ("tp", {"feedback": "trained"}),
+    ],
+    ids=["bp-sgd", "bp-adam", "pc", "tp-trained"],
+)
+def test_a_step_with_traced_rates_equals_the_step_with_rates_built_in(
+    method, options, dtype
+):
+    import jax.numpy as jnp
+
+    arch = Architecture(width=24, depth=3, input_dim=5, n_outputs=3)
+    config = MethodConfig.create(method, **options)
+    other = Simulator(config, preset("mup"), arch, lr=0.05, dtype=dtype)
+    sim = Simulator(config, preset("mup"), arch, lr=0.3, dtype=dtype)
+    assert other.static_key == sim.static_key
+    x, y = batch()
+    with precision(dtype) as jdtype:
+        state = sim.init(1)
+        xs, ys = jnp.asarray(x, jdtype), jnp.asarray(y, jdtype)
+        built_in, _ = jax.jit(sim.step_fn)(state, xs, ys)
+        rates = jax.tree.map(lambda v: jnp.asarray(v, jdtype), sim.rates())
+        # the other simulator's compiled step, given this one's rates
+        traced, _ = jax.jit(other.update_fn)(state, xs, ys, rates)
+    for a, b in zip(jax.tree.leaves(built_in), jax.tree.leaves(traced), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_runs_differing_in_learning_rate_share_one_compiled_epoch():
+    from muptheory.simulate.train import epoch_runner
+
+    arch = Architecture(width=16, depth=3, input_dim=5, n_outputs=3)
+    slow, fast = (simulator("bp", arch, lr=lr) for lr in (0.1, 0.2))
+    wide = simulator("bp", Architecture(width=32, depth=3, input_dim=5, n_outputs=3))
+    assert epoch_runner(slow) is epoch_runner(fast)
+    assert epoch_runner(wide) is not epoch_runner(slow)

@@ -402,6 +402,7 @@ def _measure_sweep(
             scheduler=scheduler,
             progress=None if progress is None else lambda _: progress(s.steps),
             salt=CELL_SALT,
+            jax_cache=True,
         )
     finally:
         _in_process_data.pop(fingerprint, None)
