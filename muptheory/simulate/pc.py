@@ -53,6 +53,11 @@ from muptheory.simulate.signals import LayerSignals
 Array = jax.Array
 
 
+# Levenberg-Marquardt damping beyond which a sample's Gauss-Newton step is taken as
+# stalled (about ten rejections in a row from lam = 0).
+STALLED_DAMPING = 1e6
+
+
 def pc_gammas(config: MethodConfig, *, width: int, depth: int) -> tuple[float, ...]:
     """Energy coefficients gamma_1..gamma_L at a width."""
     hidden = float(width) ** float(-config.gamma_bar_hidden)
@@ -294,8 +299,12 @@ class _Energy:
         else:
 
             def cond(carry):
-                it, _, _, _, gap, size = carry
-                return (it < max_iter) & (gap > tol * size)
+                it, _, lam, _, gap, size = carry
+                # stop at the tolerance, at max_iter, or when every sample's damping
+                # has grown past STALLED_DAMPING: its steps keep being rejected, so
+                # rounding (float32 at large widths) has stopped the progress
+                stalled = jnp.all(lam > STALLED_DAMPING)
+                return (it < max_iter) & (gap > tol * size) & ~stalled
 
             def body(carry):
                 it, z, lam, energy, _, _ = carry
