@@ -417,26 +417,37 @@ def best_learning_rates(
 
 
 def transfer_png(result: TransferResult) -> bytes:
-    """The transfer plot: seed-mean metric against log2(lr), one curve per width.
-
-    Diverged (width, lr) points are left out of the curves and marked with an ``x``
-    on the top (train loss) or bottom (accuracy) edge; each width's best rate is a
-    filled circle.
-    """
+    """The transfer plot of ``result`` (see ``draw_transfer``) as PNG bytes."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.5, 4.0), layout="constrained")
+    draw_transfer(fig.subplots(), result)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    return buffer.getvalue()
+
+
+def draw_transfer(ax, result: TransferResult) -> None:
+    """Draw the transfer plot on a matplotlib Axes: seed-mean metric against
+    log2(lr), one curve per width.
+
+    Diverged (width, lr) points are left out of the curves and marked with an ``x``
+    in a row of their own near the top (train loss) or bottom (accuracy) edge, one
+    row per width so that widths do not hide each other; a width that diverged at
+    every rate still gets a legend entry. Each width's best rate is a filled circle.
+    """
+    import matplotlib
 
     scores = seed_scores(result.cells, metric=result.metric)
     widths = result.grid.widths
     colours = matplotlib.colormaps["viridis"](
         [i / max(1, len(widths) - 1) * 0.9 for i in range(len(widths))]
     )
-    fig = Figure(figsize=(5.5, 4.0), layout="constrained")
-    ax = fig.subplots()
-    edge = 1.0 if result.metric == "train_loss" else 0.0
-    for width, colour in zip(widths, colours, strict=True):
+    loss = result.metric == "train_loss"
+    for i, (width, colour) in enumerate(zip(widths, colours, strict=True)):
         points = [(math.log2(lr), scores.get((width, lr))) for lr in result.grid.lrs]
         kept = [(x, y) for x, y in points if y is not None]
         if kept:
@@ -445,26 +456,24 @@ def transfer_png(result: TransferResult) -> bytes:
             )
         lost = [x for x, y in points if y is None]
         if lost:
+            row = 0.97 - 0.035 * i if loss else 0.03 + 0.035 * i
             ax.plot(
                 lost,
-                [edge] * len(lost),
+                [row] * len(lost),
                 "x",
                 color=colour,
                 transform=ax.get_xaxis_transform(),
-                clip_on=False,
+                label=None if kept else f"{width} (all diverged)",
             )
         best = result.best_lr.get(width)
         if best is not None:
             ax.plot(math.log2(best), scores[(width, best)], "o", ms=7, color=colour)
-    if result.metric == "train_loss":
+    if loss:
         ax.set_yscale("log")
     ax.set_xlabel("log2 learning rate")
-    ax.set_ylabel("final train loss" if result.metric == "train_loss" else "test acc.")
+    ax.set_ylabel("final train loss (x: diverged)" if loss else "test acc.")
     ax.set_title(f"{result.method}, {result.param}, {Path(result.data).name}")
     ax.legend(title="width", fontsize="small")
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    return buffer.getvalue()
 
 
 def write_transfer_png(path: str | os.PathLike, result: TransferResult) -> None:
