@@ -3,7 +3,8 @@
 This is the entry point for sweeps (learning-rate transfer across widths): one call,
 one run, never an exception for a run that blows up. A step whose loss or weights are
 NaN or infinite marks the run as diverged at that (width, step); training stops there
-and the histories keep what came before.
+(the rest of that epoch's scan skips its steps) and the histories keep what came
+before.
 
 The jitted epoch (a ``lax.scan`` of ``Simulator.update_fn``) takes the learning rates
 as arguments and is kept per process, keyed by ``Simulator.static_key``; JAX's own
@@ -174,18 +175,24 @@ def epoch_runner(sim: Simulator) -> Callable:
     """The jitted ``(state, xs, ys, rates) -> (state, (losses, finite))`` of ``sim``.
 
     One epoch scans ``sim.update_fn`` over the batches ``xs`` (steps, B, d) and ``ys``;
-    ``finite`` says per step whether the new weights are all finite. The function is
+    ``finite`` says per step whether the new weights are all finite. Once a step's
+    loss or new weights are not finite, the remaining steps compute nothing: they
+    keep the state and report a NaN loss and ``finite`` False, so a diverged run
+    costs little (the first bad step is reported as before). The function is
     shared by every simulator with the same ``static_key`` in this process (the
     ``EPOCH_CACHE_SIZE`` most recently used are kept).
     """
     key = sim.static_key
     runner = _epoch_runners.pop(key, None)
     if runner is None:
-        runner = jax.jit(
-            lambda state, xs, ys, rates: jax.lax.scan(
-                _scan_step(sim, rates), state, (xs, ys)
+
+        def run(state, xs, ys, rates):
+            (state, _), out = jax.lax.scan(
+                _scan_step(sim, rates), (state, jnp.asarray(False)), (xs, ys)
             )
-        )
+            return state, out
+
+        runner = jax.jit(run)
     _epoch_runners[key] = runner  # now the most recently used
     while len(_epoch_runners) > EPOCH_CACHE_SIZE:
         _epoch_runners.popitem(last=False)
@@ -193,12 +200,25 @@ def epoch_runner(sim: Simulator) -> Callable:
 
 
 def _scan_step(sim: Simulator, rates: Rates):
-    """A scan body: one step, emitting the loss and whether the new weights are finite."""
+    """A scan body over ``(state, dead)``: one step, emitting the loss and whether
+    the new weights are finite; a dead run (an earlier step was not finite) skips
+    the step."""
 
-    def body(state: TrainState, batch):
+    def step(state: TrainState, batch):
         new, info = sim.update_fn(state, *batch, rates)
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(w)) for w in new.weights]))
-        return new, (info.loss, finite)
+        return new, info.loss, finite
+
+    def body(carry, batch):
+        state, dead = carry
+        loss_shape = jax.eval_shape(step, state, batch)[1]
+
+        def skip(state: TrainState):
+            return state, jnp.full((), jnp.nan, loss_shape.dtype), jnp.asarray(False)
+
+        new, loss, finite = jax.lax.cond(dead, skip, lambda s: step(s, batch), state)
+        dead = dead | ~(finite & jnp.isfinite(loss))
+        return (new, dead), (loss, finite)
 
     return body
 
