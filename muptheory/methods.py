@@ -16,8 +16,10 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from fractions import Fraction
+from typing import Any
 
 from muptheory.errors import InvalidInputError
 from muptheory.parameterization import parse_exponent
@@ -43,6 +45,17 @@ _APPLIES: dict[str, tuple[str, ...]] = {
     ),
     "tp": ("mu_bar", "mu0", "feedback", "feedback_b", "feedback_c"),
     "dtp": ("mu_bar", "mu0", "feedback", "feedback_b", "feedback_c"),
+}
+# Options that apply only under one choice of another option: option -> (the
+# choosing option, the values under which it applies). Giving one elsewhere is an
+# error, as giving an option of another method is.
+_APPLIES_WHEN: dict[str, tuple[str, tuple[str, ...]]] = {
+    "inference_steps": ("inference", ("iterative",)),
+    "inference_rate": ("inference", ("iterative", "sequential")),
+    "mu_bar": ("feedback", ("ridge",)),
+    "mu0": ("feedback", ("ridge",)),
+    "feedback_b": ("feedback", ("trained",)),
+    "feedback_c": ("feedback", ("trained",)),
 }
 _EXPONENT_OPTIONS = {
     "lambda_bar",
@@ -132,12 +145,17 @@ class MethodConfig:
                 raise InvalidInputError(
                     "give either --lambda-bar or --lambda-zero, not both"
                 )
+            if "lambda0" in given:
+                raise InvalidInputError(
+                    "option --lambda0 does not apply with --lambda-zero (lambda = 0)"
+                )
             given["lambda_bar"] = None
         for key in _EXPONENT_OPTIONS & given.keys():
             if given[key] is not None:
                 given[key] = parse_exponent(given[key])
         config = cls(method=method, **given)
         config.validate()
+        _check_conditions(config, given)
         return config
 
     def validate(self) -> None:
@@ -167,12 +185,32 @@ class MethodConfig:
         return replace(self, **options)
 
     def options(self) -> dict:
-        """The options that apply to this method, JSON-ready."""
+        """Every option of this method, JSON-ready, including those that the
+        method's other choices switch off (``config_from_options`` reads it back)."""
         out = {}
         for key in _APPLIES[self.method]:
             value = getattr(self, key)
             out[key] = str(value) if isinstance(value, Fraction) else value
         return out
+
+
+def config_from_options(method: str, options: Mapping[str, Any]) -> MethodConfig:
+    """Rebuild a ``MethodConfig`` from its method and ``options()``.
+
+    ``options()`` writes every option of the method, so the ones that the config's
+    choices switch off (``inference_steps`` under equilibrium inference, say) are
+    dropped here instead of being rejected; they hold their defaults.
+    """
+    options = dict(options)
+    if method == "gnt" and "lambda_bar" in options and options["lambda_bar"] is None:
+        options.pop("lambda_bar")
+        options.pop("lambda0", None)
+        options["lambda_zero"] = True
+    defaults = {f.name: f.default for f in fields(MethodConfig)}
+    for key, (chooser, values) in _APPLIES_WHEN.items():
+        if key in options and options.get(chooser, defaults[chooser]) not in values:
+            options.pop(key)
+    return MethodConfig.create(method, **options)
 
 
 def normalize_method(method: str) -> str:
@@ -186,6 +224,18 @@ def normalize_method(method: str) -> str:
 
 def applicable_options(method: str) -> tuple[str, ...]:
     return _APPLIES[normalize_method(method)]
+
+
+def _check_conditions(config: MethodConfig, given: Mapping[str, Any]) -> None:
+    """Reject a given option that the choice of another one switches off."""
+    for key, (chooser, values) in _APPLIES_WHEN.items():
+        choice = getattr(config, chooser)
+        if key in given and choice not in values:
+            where = " or ".join(f"{_flag(chooser)} {v}" for v in values)
+            raise InvalidInputError(
+                f"option {_flag(key)} applies only with {where}, "
+                f"not with {_flag(chooser)} {choice}"
+            )
 
 
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -9,7 +9,8 @@ Each cell trains one network with ``muptheory.simulate.train`` and is run, cache
 and resumed by ``muptheory.sweeps.run_sweep``. For each width, a learning rate's
 score is its metric averaged over seeds: the final epoch's mean training loss
 (lower is better) or the final test accuracy (higher is better). A learning rate
-at which any seed diverged (or whose cell failed) scores worst, so
+at which any seed diverged (NaN or infinity, or a final train loss above
+``BLOWUP_LOSS``) or whose cell failed scores worst, so
 
     eta*(M) = argbest_{eta : no seed diverged} mean_seeds metric(M, eta, seed),
 
@@ -40,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from muptheory.errors import InvalidInputError
 from muptheory.io import atomic_write_bytes
-from muptheory.methods import MethodConfig
+from muptheory.methods import MethodConfig, config_from_options
 from muptheory.parameterization import Parameterization
 
 if TYPE_CHECKING:  # the runner (and NumPy) is imported when a sweep runs
@@ -56,6 +57,13 @@ DEFAULT_LRS: tuple[float, ...] = tuple(2.0**k for k in range(-4, 2))
 DEFAULT_CACHE_DIR = os.path.join(".muptheory-cache", "transfer")
 # Version of the cell's code; bump it when ``transfer_cell`` changes its results.
 CELL_SALT = "transfer-cell-1"
+# A finished run whose final train loss exceeds this has blown up and scores as
+# diverged. The loss is 1/2 ||f - y||^2 per sample on one-hot targets: 1/2 for the
+# zero output, about (n_outputs / 2) rms(f)^2 for a fresh network. Even an output
+# layer of SP at width 2^14 (rms(f) ~ sqrt(M) = 128, 10 classes) stays below 10^5;
+# 10^6 means output coordinates of size ~450, which no trained network reaches
+# (SP blow-ups on MNIST end near 10^30 or overflow).
+BLOWUP_LOSS = 1e6
 
 
 @dataclass(frozen=True)
@@ -214,15 +222,6 @@ def transfer_cell(
     }
 
 
-def config_from_options(method: str, options: Mapping[str, Any]) -> MethodConfig:
-    """Rebuild a ``MethodConfig`` from its method and ``options()``."""
-    options = dict(options)
-    if method == "gnt" and "lambda_bar" in options and options["lambda_bar"] is None:
-        options.pop("lambda_bar")
-        options["lambda_zero"] = True
-    return MethodConfig.create(method, **options)
-
-
 # -- the grid -------------------------------------------------------------------------
 
 
@@ -359,7 +358,8 @@ def seed_scores(
 ) -> dict[tuple[int, float], float | None]:
     """The metric of each (width, lr) averaged over seeds; None if any seed failed.
 
-    A seed fails when it diverged, its task raised, or its metric is missing.
+    A seed fails when it diverged, its task raised, its metric is missing or not
+    finite, or it blew up (see ``blew_up``).
     """
     check_metric(metric)
     values: dict[tuple[int, float], list[float] | None] = {}
@@ -367,11 +367,18 @@ def seed_scores(
         point = (int(cell["width"]), float(cell["lr"]))
         value = cell.get(metric)
         failed = bool(cell.get("diverged")) or bool(cell.get("error"))
-        if failed or value is None or not math.isfinite(value):
+        if failed or value is None or not math.isfinite(value) or blew_up(cell):
             values[point] = None
         elif values.setdefault(point, []) is not None:
             values[point].append(float(value))
     return {p: (sum(v) / len(v) if v else None) for p, v in values.items()}
+
+
+def blew_up(cell: Mapping[str, Any]) -> bool:
+    """Whether a finished cell's final train loss is non-finite or above
+    ``BLOWUP_LOSS``: such a run diverged even though NaN or infinity never came."""
+    loss = cell.get("train_loss")
+    return loss is not None and not (math.isfinite(loss) and loss <= BLOWUP_LOSS)
 
 
 def best_learning_rates(

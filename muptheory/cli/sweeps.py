@@ -30,7 +30,8 @@ from muptheory.cli.common import (
 
 _EPILOG = """\
 --param mup is the method's own derived muP (the SGD preset for BP with SGD).
-A learning rate at which any seed diverged scores worst.
+A learning rate at which any seed diverged (NaN or infinity, or a final train loss
+above {blowup:g}, a blown-up network) scores worst.
 
 examples:
   muptheory transfer pc --param mup --data digits --json
@@ -41,14 +42,19 @@ examples:
 
 def register(subparsers) -> None:
     """Add this module's sub-commands to the parser."""
-    from muptheory.transfer import DEFAULT_CACHE_DIR, DEFAULT_WIDTHS, METRICS
+    from muptheory.transfer import (
+        BLOWUP_LOSS,
+        DEFAULT_CACHE_DIR,
+        DEFAULT_WIDTHS,
+        METRICS,
+    )
 
     parser = add_subcommand(
         subparsers,
         "transfer",
         help="sweep widths and learning rates; find the best rate per width",
     )
-    parser.epilog = _EPILOG
+    parser.epilog = _EPILOG.format(blowup=BLOWUP_LOSS)
     add_method_argument(parser)
     add_param_argument(parser)
     grid = parser.add_argument_group("grid and training")
@@ -158,7 +164,7 @@ def _print_table(result) -> None:
         row = "".join(
             f"{'div':>10}"
             if scores.get((width, lr)) is None
-            else f"{scores[(width, lr)]:>10.4f}"
+            else f"{scores[(width, lr)]:>10.4g}"
             for lr in lrs
         )
         best = result.best_lr[width]

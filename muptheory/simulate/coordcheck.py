@@ -49,7 +49,7 @@ import numpy as np
 from scipy import stats
 
 from muptheory.errors import InvalidInputError, MuptheoryError
-from muptheory.methods import MethodConfig
+from muptheory.methods import MethodConfig, config_from_options
 from muptheory.parameterization import Parameterization, format_exponent
 from muptheory.simulate.network import Architecture, activation_fn, forward, rms
 from muptheory.simulate.precision import dtype_name, precision
@@ -146,7 +146,8 @@ class QuantityFit:
         measured_exponent: mean log-log slope over seeds (None: nothing to fit).
         ci_low, ci_high: its confidence interval.
         predicted_exponent: the engine's exponent (None: no prediction).
-        agrees: whether they match (None without a prediction).
+        agrees: whether they match (None without a prediction; False with a
+            prediction but no fitted exponent).
         widths: the widths the fit used.
         diverged: True when divergences left fewer than two widths to fit.
     """
@@ -162,6 +163,13 @@ class QuantityFit:
     widths: list[int]
     diverged: bool = False
 
+    @property
+    def judged(self) -> bool:
+        """Whether a fitted exponent was compared with a prediction."""
+        return (
+            self.predicted_exponent is not None and self.measured_exponent is not None
+        )
+
     def to_json(self) -> dict:
         pred = self.predicted_exponent
         return {
@@ -173,6 +181,8 @@ class QuantityFit:
             "ci_high": self.ci_high,
             "predicted_exponent": None if pred is None else format_exponent(pred),
             "agrees": bool(self.agrees) if self.agrees is not None else False,
+            # whether "agrees" compares a fitted exponent with a prediction
+            "judged": self.judged,
             "fit_widths": self.widths,
             "diverged": self.diverged,
         }
@@ -252,7 +262,9 @@ class CoordCheckResult:
                 if fit.predicted_exponent is None
                 else format_exponent(fit.predicted_exponent)
             )
-            verdict = {True: "agree", False: "DISAGREE", None: "-"}[fit.agrees]
+            verdict = {True: "agree", False: "DISAGREE", None: "no prediction"}[
+                fit.agrees
+            ]
             if fit.diverged:
                 verdict = "diverged"
 
@@ -466,8 +478,6 @@ def coordcheck_cell(
         ``{"sizes": {"name/layer": [[size per step 0..steps] per seed]},
         "diverged": [{"seed", "step"}, ...]}``, sizes None after a divergence.
     """
-    from muptheory.transfer import config_from_options
-
     dataset = _in_process_data.get(data_fingerprint)
     if dataset is None:
         from muptheory.data import load_dataset
