@@ -2,8 +2,10 @@
 
 Each sub-command lives in its own module under ``muptheory.cli`` and exposes
 ``register(subparsers)``; the module imports its engine only when the command runs,
-so that ``muptheory --help`` stays fast. User errors (``MuptheoryError``) and bad
-arguments print one line on stderr and exit with code 2.
+so that ``muptheory --help`` stays fast (no JAX). User errors (``MuptheoryError``) and
+bad arguments print one line on stderr and exit with code 2; a warning from an engine
+(``warnings.warn``) prints one line too, without the source line that Python's
+default display adds.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import importlib
 import re
 import sys
+import warnings
 
 from muptheory.errors import MuptheoryError
 
@@ -53,6 +56,12 @@ def build_parser() -> ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning(f"muptheory {args.command}")
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         code = args.run(args)
     except MuptheoryError as err:
@@ -64,6 +73,19 @@ def main(argv: list[str] | None = None) -> int:
         print("muptheory: interrupted", file=sys.stderr)
         return 130
     return int(code or 0)
+
+
+def _one_line_warning(prefix: str):
+    """A ``warnings.showwarning`` that writes ``<prefix>: warning: <message>``."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        try:
+            print(f"{prefix}: warning: {text}", file=file or sys.stderr)
+        except OSError:  # stderr closed: nothing to tell
+            pass
+
+    return show
 
 
 def _version() -> str:

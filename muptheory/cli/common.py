@@ -237,12 +237,33 @@ def add_sweep_arguments(parser: argparse.ArgumentParser, *, cache_dir: str) -> N
 
 
 def sweep_options(args: argparse.Namespace) -> dict:
-    """``cache_dir``, ``workers`` and ``scheduler`` for ``run_sweep`` and its callers."""
+    """``cache_dir``, ``workers`` and ``scheduler`` for ``run_sweep`` and its callers.
+
+    Raises:
+        InvalidInputError: when the cache directory, or the nearest of its parents
+            that exists, is not a directory.
+    """
+    if not args.no_cache:
+        check_cache_dir(args.cache_dir)
     return {
         "cache_dir": None if args.no_cache else args.cache_dir,
         "workers": args.workers,
         "scheduler": args.scheduler,
     }
+
+
+def check_cache_dir(path: str) -> None:
+    """Reject a cache directory that is a file, or lies under one, before a run."""
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if os.path.isdir(existing):
+        return
+    if existing == os.path.abspath(path):
+        raise InvalidInputError(f"cache directory {path!r} is a file")
+    raise InvalidInputError(
+        f"cache directory {path!r} cannot be created: {existing!r} is a file"
+    )
 
 
 def add_output_arguments(parser: argparse.ArgumentParser, *, plot: str) -> None:

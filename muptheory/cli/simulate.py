@@ -11,6 +11,7 @@ kept in ``--cache-dir``, so a repeated coord check measures nothing again.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from muptheory.cli.common import (
@@ -32,6 +33,12 @@ from muptheory.cli.common import (
     sweep_options,
 )
 
+# The coord check's defaults, repeated from ``muptheory.simulate.coordcheck`` (a test
+# keeps them equal) because importing that package imports JAX, which would make
+# every ``muptheory`` command pay seconds to build its parser.
+DEFAULT_WIDTHS: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048)
+DEFAULT_CACHE_DIR = os.path.join(".muptheory-cache", "coordcheck")
+
 _EPILOG = """\
 exponent overrides (--a, --b, --c) take three values, first / hidden / last, in the
 fan-in convention, and replace the named parameterization's row.
@@ -45,8 +52,6 @@ examples:
 
 def register(subparsers) -> None:
     """Add this module's sub-commands to the parser."""
-    from muptheory.simulate.coordcheck import DEFAULT_CACHE_DIR, DEFAULT_WIDTHS
-
     parser = add_subcommand(
         subparsers,
         "coordcheck",
@@ -85,11 +90,7 @@ def register(subparsers) -> None:
 def run_coordcheck(args: argparse.Namespace) -> int:
     """Run a coord check as the arguments say; print the table or JSON."""
     from muptheory.data import load_dataset
-    from muptheory.simulate.coordcheck import (
-        DEFAULT_WIDTHS,
-        CoordCheckSettings,
-        coord_check,
-    )
+    from muptheory.simulate.coordcheck import CoordCheckSettings, coord_check
 
     config = method_config(args)
     settings = CoordCheckSettings(

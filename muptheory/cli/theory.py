@@ -29,7 +29,8 @@ def register(subparsers) -> None:
     exponents.add_argument(
         "--explain",
         action="store_true",
-        help="print every sized quantity and condition",
+        help="print every sized quantity and condition (with --json: an "
+        '"explanation" list of lines)',
     )
     add_method_options(exponents)
     exponents.set_defaults(run=run_exponents)
@@ -60,7 +61,9 @@ def register(subparsers) -> None:
     )
     classify.add_argument("--json", action="store_true", help="print JSON")
     classify.add_argument(
-        "--explain", action="store_true", help="print every sized quantity"
+        "--explain",
+        action="store_true",
+        help='print every sized quantity (with --json: an "explanation" list)',
     )
     add_method_options(classify)
     classify.set_defaults(run=run_classify)
@@ -110,12 +113,15 @@ def run_exponents(args: argparse.Namespace) -> int:
     config = method_config(args)
     derivation = derive_mup(config)
     if args.format == "json":
-        print_json(derivation.to_json(args.convention))
-    else:
-        print(render_rows([derivation], args.format, args.convention))
-        if args.format == "text":
-            for note in derivation.notes:
-                print(f"note: {note}")
+        out = derivation.to_json(args.convention)
+        if args.explain:
+            out["explanation"] = list(derivation.explanation)
+        print_json(out)
+        return 0
+    print(render_rows([derivation], args.format, args.convention))
+    if args.format == "text":
+        for note in derivation.notes:
+            print(f"note: {note}")
     if args.explain:
         print("\n".join(derivation.explanation))
     return 0
@@ -137,14 +143,17 @@ def run_classify(args: argparse.Namespace) -> int:
     )
     result = classify(config, param, explain=args.explain)
     if args.json:
-        print_json(result.to_json())
-    else:
-        print(
-            f"method {config.method}: {result.regime.replace('_', ' ')}"
-            f" (stable: {'yes' if result.stable else 'no'}, r = {result.r})"
-        )
-        for reason in result.reasons:
-            print(f"  {reason}")
+        out = result.to_json()
+        if args.explain:
+            out["explanation"] = list(result.explanation)
+        print_json(out)
+        return 0
+    print(
+        f"method {config.method}: {result.regime.replace('_', ' ')}"
+        f" (stable: {'yes' if result.stable else 'no'}, r = {result.r})"
+    )
+    for reason in result.reasons:
+        print(f"  {reason}")
     if args.explain:
         print("\n".join(result.explanation))
     return 0
