@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import sys
+from pathlib import Path
 from typing import Any
 
 from muptheory.derivations.common import (
@@ -89,7 +90,7 @@ def run(ctx: Context) -> list[Finding]:
                 **verdict,
                 "results": {n: r.to_json() for n, r in results.items()},
             }
-            _plot(ctx, stem, title, results)
+            plot_rule(ctx.path(f"transfer_{stem}.png"), title, results)
             findings.append(_finding(stem, title, verdict, sizes.data))
     write_json(ctx.path("transfer.json"), record)
     return findings
@@ -100,8 +101,11 @@ def judge(mup, sp) -> dict[str, Any]:
 
     muP transfers when eta* of the widest width is within one grid step (a factor 2)
     of the narrowest's. SP fails when its eta* moves by a grid step or more, or the
-    widest width diverges (or has no eta*) at the narrowest's eta*.
+    widest width diverges (NaN, overflow or a blown-up loss, ``blew_up``) or has no
+    eta* at the narrowest's eta*.
     """
+    from muptheory.transfer import blew_up
+
     narrow, wide = mup.grid.widths[0], mup.grid.widths[-1]
     mup_shift = _steps(mup.best_lr[narrow], mup.best_lr[wide])
     sp_shift = _steps(sp.best_lr[narrow], sp.best_lr[wide])
@@ -109,7 +113,7 @@ def judge(mup, sp) -> dict[str, Any]:
     wide_diverges = sp_narrow_best is not None and any(
         cell["width"] == wide
         and cell["lr"] == sp_narrow_best
-        and (cell["diverged"] or cell["error"])
+        and (cell["diverged"] or cell["error"] or blew_up(cell))
         for cell in sp.cells
     )
     return {
@@ -187,14 +191,15 @@ def _shift(steps: float | None) -> str:
     return f"a shift of {steps:g} grid step{'s' if steps != 1 else ''}"
 
 
-def _plot(ctx: Context, stem: str, title: str, results: dict) -> None:
+def plot_rule(path: Path, title: str, results: dict) -> None:
+    """One rule's transfer plots side by side (muP, SP), written to ``path``."""
     from muptheory.transfer import draw_transfer
 
     fig, axes = new_figure(len(results), width=5.0)
     for ax, (name, result) in zip(axes, results.items(), strict=True):
         draw_transfer(ax, result)
         ax.set_title(f"{title}: {name}")
-    save_figure(fig, ctx.path(f"transfer_{stem}.png"))
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -151,6 +151,12 @@ def test_sp_fails_by_drift_or_by_divergence_at_the_narrow_optimum():
     ]
     verdict = judge(mup, _result({64: 0.5, 512: 0.25}, diverged))
     assert verdict["sp_wide_diverges_at_narrow_best"] and verdict["sp_fails"]
+    blown = [
+        {"width": 512, "lr": 0.5, "diverged": False, "error": None, "train_loss": 1e30}
+    ]
+    assert judge(mup, _result({64: 0.5, 512: 0.25}, blown))[
+        "sp_wide_diverges_at_narrow_best"
+    ]
 
 
 # -- the PC equilibrium closed form ------------------------------------------------
