@@ -39,12 +39,17 @@ class Condition:
         kind: ``"theta"`` (exactly Theta(1)) or ``"bounded"`` (at most O(1)).
         desideratum: the item of THEORY section 3 it comes from (1-4).
         text: what the condition says, for messages and explanations.
+        strict: whether ``classify`` counts a miss as instability. A rule's own
+            maximal-update conditions (trained feedback learning Theta(1)) are not
+            strict: missing them from below leaves training stable, and
+            ``classify`` reports it as a remark.
     """
 
     key: str
     kind: str
     desideratum: int
     text: str
+    strict: bool = True
 
 
 STABILITY: tuple[Condition, ...] = (
@@ -75,6 +80,15 @@ KNOB_TEXT = {
     "activity_shift": "PC activity shifts v_l - h_l stay O(1)",
     "inference_conditioning": "PC inference stays well conditioned: C_gamma O(1)",
 }
+# the quantities of rules whose conditions are written "<quantity> O(1)/Theta(1)"
+KNOB_QUANTITY = {
+    "feedback_init[last]": "top feedback at init, V_L(0) x for Theta(1) x,",
+    "feedback_init[hidden]": "hidden feedback at init, V_l(0) x for Theta(1) x,",
+    "reconstruction_step[last]": "top feedback's reconstruction step dV_L s",
+    "reconstruction_step[hidden]": "hidden feedback's reconstruction step dV_l s",
+    "target_displacement[hidden]": "target displacement sent down by V_L",
+    "target_displacement[first]": "target displacement sent down by V_l",
+}
 
 
 # The whole system is first tested for a common point by elimination, but only while
@@ -84,14 +98,21 @@ PRESCREEN_ROWS = 300
 
 
 def knob_conditions(
-    bounded_keys: tuple[str, ...], theta_keys: tuple[str, ...] = ()
+    bounded_keys: tuple[str, ...],
+    theta_keys: tuple[str, ...] = (),
+    maximal_keys: tuple[str, ...] = (),
 ) -> tuple[Condition, ...]:
-    """A rule's own conditions: quantities kept O(1), and ratios pinned to Theta(1)."""
-    out = [
-        Condition(k, "bounded", 4, KNOB_TEXT.get(k, f"{k} O(1)")) for k in bounded_keys
-    ]
+    """A rule's own conditions: quantities kept O(1), ratios pinned to Theta(1),
+    and its own maximal updates (Theta(1) for muP, remarks for ``classify``)."""
+
+    def text(key: str, size: str) -> str:
+        return KNOB_TEXT.get(key, f"{KNOB_QUANTITY.get(key, key)} {size}")
+
+    out = [Condition(k, "bounded", 4, text(k, "O(1)")) for k in bounded_keys]
+    out += [Condition(k, "theta", 4, text(k, "Theta(1)")) for k in theta_keys]
     out += [
-        Condition(k, "theta", 4, KNOB_TEXT.get(k, f"{k} Theta(1)")) for k in theta_keys
+        Condition(k, "theta", 4, text(k, "Theta(1)"), strict=False)
+        for k in maximal_keys
     ]
     return tuple(out)
 

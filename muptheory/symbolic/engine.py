@@ -52,8 +52,9 @@ GAMMA_BAR_LAST_RANGE = (Fraction(-1), Fraction(0))
 # -- rules ---------------------------------------------------------------------------
 
 
-def rule_for(config: MethodConfig) -> Rule:
-    """The sizing rule of a configured method."""
+def rule_for(config: MethodConfig, *, derive: bool = False) -> Rule:
+    """The sizing rule of a configured method (``derive``: the training stage of a
+    derivation, with the rule's initialization exponents already pinned)."""
     from muptheory.symbolic.bp import Backprop
     from muptheory.symbolic.gnt import GaussNewtonTargets
     from muptheory.symbolic.pc import PredictiveCoding
@@ -79,10 +80,9 @@ def rule_for(config: MethodConfig) -> Rule:
             last_layer_gamma=config.last_layer_gamma,
         )
     if config.feedback == "trained":
-        raise UnsupportedError(
-            "trained feedback is not in the calculus yet: derive TP/DTP with the ridge "
-            "feedback (--feedback ridge), which the paper's analysis uses"
-        )
+        from muptheory.symbolic.feedback import TrainedFeedback
+
+        return TrainedFeedback(difference=config.method == "dtp", init_pinned=derive)
     return TargetPropagation(config.mu_bar, difference=config.method == "dtp")
 
 
@@ -110,6 +110,7 @@ class Sized:
     unknowns: Unknowns
     scenarios: list[Scenario]
     knobs: tuple[desiderata.Condition, ...]
+    rule: Rule
 
 
 _SIZED: dict[tuple, Sized] = {}
@@ -122,15 +123,22 @@ def clear_caches() -> None:
     calculus.clear_caches()
 
 
-def sized(config: MethodConfig) -> Sized:
-    """The method's sized step, computed once per set of symbolic options."""
-    key = _symbolic_key(config)
+def sized(config: MethodConfig, *, derive: bool = False) -> Sized:
+    """The method's sized step, computed once per set of symbolic options.
+
+    With ``derive`` a rule's own initialization exponents (trained feedback's b_fb)
+    are pinned by their initialization desideratum before the step is sized, as the
+    forward b_1 and b_l are (``Unknowns.training``): fewer unknowns, fewer pieces.
+    """
+    key = (*_symbolic_key(config), derive and config.feedback == "trained")
     if key not in _SIZED:
-        rule = rule_for(config)
+        rule = rule_for(config, derive=derive)
         unknowns = Unknowns.training(getattr(rule, "extra_unknowns", ()))
         runs = list(scenarios(lambda calc: size_step(calc, unknowns, rule)))
-        knobs = desiderata.knob_conditions(rule.knob_conditions(), rule.knob_theta())
-        _SIZED[key] = Sized(config, unknowns, runs, knobs)
+        knobs = desiderata.knob_conditions(
+            rule.knob_conditions(), rule.knob_theta(), rule.knob_maximal()
+        )
+        _SIZED[key] = Sized(config, unknowns, runs, knobs, rule)
     return _SIZED[key]
 
 
@@ -154,6 +162,8 @@ class Derivation:
     config: MethodConfig
     parameterization: Parameterization  # fan-in convention
     extra: dict[str, Fraction] = field(default_factory=dict)  # knob exponents
+    # trained TP/DTP feedback: {"b": {group: e}, "c": {group: e}}, fan-in convention
+    feedback: dict | None = None
     label: str | None = None
     explain: Callable[[], list[str]] | None = field(default=None, repr=False)
     later_notes: list[Callable[[], str]] = field(default_factory=list, repr=False)
@@ -196,6 +206,16 @@ class Derivation:
                 if self.extra
                 else {}
             ),
+            **(
+                {
+                    "feedback": {
+                        kind: {g: str(v) for g, v in groups.items()}
+                        for kind, groups in self.feedback.items()
+                    }
+                }
+                if self.feedback
+                else {}
+            ),
         }
 
 
@@ -207,7 +227,7 @@ def derive_mup(config: MethodConfig) -> Derivation:
             desiderata can be met, naming the condition that fails.
     """
     _check_supported(config)
-    s = sized(config)
+    s = sized(config, derive=True)
     symbols = _solve_order(s.unknowns)
     found: list[tuple[dict, Scenario]] = []
     # a scenario whose choices are all ties wherever the desiderata can hold (K-FAC's
@@ -242,12 +262,25 @@ def derive_mup(config: MethodConfig) -> Derivation:
     solution, scenario = found[0]
     param = _parameterization(solution, s.unknowns, name=f"mup-{config.method}")
     derivation = Derivation(config, param.to_fan_in())
-    derivation.extra = {
+    extra = {
         name: s.unknowns.value(symbol, solution)
         for name, symbol in s.unknowns.extra.items()
     }
+    if config.feedback == "trained" and config.method in ("tp", "dtp"):
+        from muptheory.symbolic.feedback import (
+            FEEDBACK_UNKNOWNS,
+            fan_in_feedback,
+            pinned_init,
+        )
+
+        extra = {**pinned_init(), **extra}
+        derivation.feedback = fan_in_feedback(extra)
+        extra = {k: v for k, v in extra.items() if k not in FEEDBACK_UNKNOWNS}
+    derivation.extra = extra
     derivation.explain = lambda: _explanation(scenario, solution, s)
     derivation.notes = _notes(config, scenario)
+    if derivation.feedback:
+        derivation.notes += _feedback_notes(config, derivation.feedback)
     if len(found) > 1:
         others = "; ".join(_format_solution(sol, s.unknowns) for sol, _ in found[1:])
         derivation.notes.append(
@@ -255,7 +288,8 @@ def derive_mup(config: MethodConfig) -> Derivation:
             "the smallest exponents are reported"
         )
     if config.method in ("tp", "dtp"):
-        derivation.later_notes.append(lambda: _kernel_scan_note(config))
+        feedback = derivation.feedback
+        derivation.later_notes.append(lambda: _kernel_scan_note(config, feedback))
     return derivation
 
 
@@ -305,6 +339,10 @@ def _explanation(scenario: Scenario, solution: dict, s: Sized) -> list[str]:
     init_lines, pinned = _initialization_stage()
     for g in ("first", "hidden"):
         assert pinned[sympy.Symbol(f"b_{g}", real=True)] == s.unknowns.b[g]
+    if s.config.feedback == "trained" and s.config.method in ("tp", "dtp"):
+        from muptheory.symbolic.feedback import init_stage_lines
+
+        init_lines += init_stage_lines()
     return init_lines + _explain(scenario, solution, s)
 
 
@@ -314,6 +352,22 @@ def _format_solution(solution: dict, u: Unknowns) -> str:
 
 
 def _check_supported(config: MethodConfig) -> None:
+    if config.method in ("tp", "dtp"):
+        defaults = MethodConfig(config.method)
+        trained = config.feedback == "trained"
+        if not trained and (
+            config.feedback_b != defaults.feedback_b
+            or config.feedback_c != defaults.feedback_c
+        ):
+            raise InvalidInputError(
+                "--feedback-b/--feedback-c apply to trained feedback only "
+                "(--feedback trained); the ridge feedback has no weights"
+            )
+        if trained and config.mu_bar != defaults.mu_bar:
+            raise InvalidInputError(
+                "--mu-bar applies to the ridge feedback only; trained feedback has no "
+                "ridge constant"
+            )
     if config.method == "pc":
         low, high = GAMMA_BAR_LAST_RANGE
         g = config.gamma_bar_last
@@ -407,8 +461,9 @@ def _notes(config: MethodConfig, scenario: Scenario) -> list[str]:
     return notes
 
 
-def _kernel_scan_note(config: MethodConfig) -> str:
-    """Whether any stable TP parameterization on a grid lands in the kernel regime."""
+def _kernel_scan_note(config: MethodConfig, feedback: dict | None = None) -> str:
+    """Whether any stable TP parameterization on a grid lands in the kernel regime
+    (trained feedback: at the derived feedback exponents ``feedback``)."""
     grid = [Fraction(k, 2) for k in range(-2, 5)]
     kernel, checked = [], 0
     for b_last in (Fraction(1, 2), Fraction(1)):
@@ -420,14 +475,17 @@ def _kernel_scan_note(config: MethodConfig) -> str:
                         c=(c_first, c_hidden, c_last),
                     )
                     checked += 1
-                    if classify(config, p).regime == "kernel":
+                    if classify(config, p, feedback=feedback).regime == "kernel":
                         kernel.append(p)
     scope = f"mu_bar = {config.mu_bar}"
+    if config.feedback == "trained":
+        scope = "trained feedback at the derived feedback exponents"
     if not kernel:
         return (
             f"kernel regime: none among {checked} parameterizations scanned ({scope}); "
-            "the target displacement is built from batch activations, so W_L Delta h "
-            "is a CLT sum and frozen features cannot move the output"
+            "the target displacement is built from batch activations"
+            + (" and feedback weights independent of W_L" if feedback else "")
+            + ", so W_L Delta h is a CLT sum and frozen features cannot move the output"
         )
     example = kernel[0]
     return (
@@ -511,33 +569,102 @@ def _scenario_at(s: Sized, values: dict) -> Scenario:
     raise UnsupportedError("no scenario of the calculus covers these exponents")
 
 
-def classify(
-    config: MethodConfig, param: Parameterization, *, explain: bool = False
-) -> Classification:
-    """Stability, regime and failures of ``param`` under ``config``'s method.
-
-    With ``explain`` the classification also lists every sized quantity.
-    """
-    _check_supported(config)
-    s = sized(config)
-    if s.unknowns.extra:
+def _knob_values(
+    config: MethodConfig, s: Sized, feedback: dict | None
+) -> dict[sympy.Symbol, Fraction]:
+    """Numbers for the rule's own unknowns: trained feedback's exponents from the
+    config (one fan-in b and c shared by every feedback layer, as the simulator
+    takes them) unless ``feedback`` gives them per group."""
+    if not s.unknowns.extra:
+        if feedback is not None:
+            raise InvalidInputError(
+                "feedback exponents apply to TP/DTP with trained feedback only"
+            )
+        return {}
+    if config.feedback != "trained" or config.method not in ("tp", "dtp"):
         raise UnsupportedError(
             f"classify needs the {', '.join(s.unknowns.extra)} exponents, which the "
             "command line does not take yet; derive them with `exponents`"
         )
+    from muptheory.symbolic.feedback import FEEDBACK_GROUPS, width_only_feedback
+
+    if feedback is None:
+        feedback = {
+            "b": dict.fromkeys(FEEDBACK_GROUPS, config.feedback_b),
+            "c": dict.fromkeys(FEEDBACK_GROUPS, config.feedback_c),
+        }
+    try:
+        named = width_only_feedback(feedback["b"], feedback["c"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise InvalidInputError(
+            "feedback exponents must be {'b': {'hidden': e, 'last': e}, 'c': {...}} "
+            f"with rational e ({err})"
+        ) from None
+    # a step sized with b_fb pinned has only the c_fb unknowns
+    return {s.unknowns.extra[k]: v for k, v in named.items() if k in s.unknowns.extra}
+
+
+def _sized_for(config: MethodConfig, feedback: dict | None) -> Sized:
+    """The sized step for given exponents: trained feedback at the b_fb that its
+    init desideratum pins is sized with b_fb as numbers (much smaller sizes)."""
+    if config.feedback != "trained" or config.method not in ("tp", "dtp"):
+        return sized(config)
+    from muptheory.symbolic.feedback import PINNED_B
+
+    b = feedback.get("b") if isinstance(feedback, dict) else None
+    if feedback is None:
+        pinned = config.feedback_b == PINNED_B
+    else:
+        try:
+            pinned = all(Fraction(v) == PINNED_B for v in b.values())
+        except (AttributeError, TypeError, ValueError):
+            pinned = False  # ``_knob_values`` says what is wrong
+    return sized(config, derive=pinned)
+
+
+def _values(
+    config: MethodConfig, param: Parameterization, s: Sized, feedback: dict | None
+) -> Point:
     values = {
         k: Fraction(int(v.p), int(v.q))
         for k, v in width_only_values(config, param, s.unknowns).items()
     }
-    values = Point(values)
+    values.update(_knob_values(config, s, feedback))
+    return Point(values)
+
+
+def classify(
+    config: MethodConfig,
+    param: Parameterization,
+    *,
+    explain: bool = False,
+    feedback: dict | None = None,
+) -> Classification:
+    """Stability, regime and failures of ``param`` under ``config``'s method.
+
+    With ``explain`` the classification also lists every sized quantity. For TP/DTP
+    with trained feedback the feedback exponents are the config's ``feedback_b``
+    and ``feedback_c`` (fan-in, shared by every feedback layer) unless ``feedback``
+    gives them per feedback group: {"b": {"hidden": e, "last": e}, "c": {...}}.
+    """
+    _check_supported(config)
+    s = _sized_for(config, feedback)
+    values = _values(config, param, s, feedback)
     scenario = _scenario_at(s, values)
     exps = {
         key: generic(scenario, key).evaluate(values)
         for key in _reported_keys(scenario, s)
     }
-    failures, reasons = [], []
+    failures, reasons, remarks = [], [], []
     for c in (*desiderata.STABILITY, *s.knobs):
         e = exps[c.key]
+        if not c.strict:
+            # a rule's own maximal update (the bounded twin reports a blow-up)
+            if e < 0:
+                remarks.append(
+                    f"not maximal: {c.text} fails, {c.key} vanishes like M^({e})"
+                )
+            continue
         if c.kind == "theta" and e != 0:
             word = "vanishes" if e < 0 else "blows up"
             failures.append(Failure(c.text, c.key, e))
@@ -578,6 +705,7 @@ def classify(
             f"kernel regime: features move like M^({-r}) (r = {r}) while the hidden "
             "layers still move the output by Theta(1)"
         )
+    reasons += remarks
     classification = Classification(
         config, param, stable, regime, r, readout_only, failures, exps, reasons
     )
@@ -609,6 +737,7 @@ def coord_exponents(
     *,
     depth: int,
     step: int | None = None,
+    feedback: dict | None = None,
 ) -> dict[tuple[str, int], Fraction]:
     """Predicted width exponents of the coord-check quantities, per layer.
 
@@ -617,6 +746,7 @@ def coord_exponents(
     layer = depth. A value e means the RMS coordinate size grows like width^e. With
     ``step=1`` the changes are those of the first step from initialization; otherwise
     those of a generic later step (the larger of the first and a later step).
+    ``feedback`` is as for ``classify``.
 
     Raises:
         UnsupportedError: for depth < 3 (the calculus sizes a hidden layer).
@@ -628,8 +758,8 @@ def coord_exponents(
         )
     if step is not None and step < 1:
         raise InvalidInputError(f"step must be >= 1, got {step}")
-    s = sized(config)
-    values = width_only_values(config, param, s.unknowns)
+    s = _sized_for(config, feedback)
+    values = _values(config, param, s, feedback)
     scenario = _scenario_at(s, values)
 
     def size(key: str) -> Fraction:
@@ -647,3 +777,31 @@ def coord_exponents(
     out[("f", depth)] = size("output[init]")
     out[("delta_f", depth)] = size("output_change")
     return out
+
+
+def _feedback_notes(config: MethodConfig, feedback: dict) -> list[str]:
+    """What the derived trained-feedback exponents mean, and the shared-exponent
+    caveat: the config and the simulator take one b_fb and one c_fb."""
+    b, c = feedback["b"], feedback["c"]
+    notes = [
+        f"trained feedback (fan-in): b_fb = {b['hidden']} (hidden V_l), "
+        f"{b['last']} (top V_L); c_fb = {c['hidden']} (hidden V_l), "
+        f"{c['last']} (top V_L)"
+    ]
+    if c["hidden"] != c["last"]:
+        notes.append(
+            "one shared c_fb (--feedback-c, as the simulator takes it) cannot meet "
+            "every desideratum: the top map's reconstruction step is a sum over the "
+            "C outputs, a hidden map's an aligned sum over M activations, so "
+            f"c_fb = {c['last']} makes the hidden maps' step blow up like "
+            f"M^({c['hidden'] - c['last']}) and c_fb = {c['hidden']} leaves the top "
+            f"map's step vanishing like M^({c['last'] - c['hidden']}) (stable, the "
+            "top feedback stays near its random init)"
+        )
+    if config.method == "dtp":
+        notes.append(
+            "DTP's hidden feedback learns from the image of the noise alone: its "
+            "learned part meets the forward displacement and fresh noise only as a "
+            "CLT sum, M^(-1/2) at muP, so in the limit V_l acts through V_l(0)"
+        )
+    return notes

@@ -115,6 +115,11 @@ class Rule:
         """Keys of the rule's own quantities that must be exactly Theta(1)."""
         return ()
 
+    def knob_maximal(self) -> tuple[str, ...]:
+        """Keys of the rule's own updates that muP makes Theta(1) (maximal) but
+        whose vanishing leaves training stable (trained feedback)."""
+        return ()
+
 
 PASS_SUFFIX = {1: "", 2: "@2"}
 
