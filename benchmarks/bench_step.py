@@ -4,18 +4,50 @@ For each method the script jits ``Simulator.step_fn``, runs it once to compile, 
 times ``--repeats`` steps (median). Its FLOP count is the dense matrix-product work the
 step needs, counted by hand below (elementwise work is left out, so the ratio is an
 efficiency of the useful work, not of every instruction). The reference is a jitted
-plain forward chain x W_1^T W_2^T ... W_L^T of the same shapes, timed in the same run.
+plain forward chain x W_1^T W_2^T ... W_L^T of the same shapes, timed in the same run,
+alternately with each method's steps so that both see the same machine load.
 
     python benchmarks/bench_step.py                     # width 4096, batch 128, depth 3
     python benchmarks/bench_step.py --width 512 --repeats 3   # a quick look
+    python benchmarks/bench_step.py --only pc-iterative-T20 pcx  # PC row and pcx
 
-pcx (the JAX predictive-coding library) is compared when it can be imported; it is
-not a dependency, and the script says so when it is absent.
+pcx comparison (``pip install -e ".[bench]"``, pcx 0.6.3; not a runtime dependency).
+When pcx imports, the script builds the same PC network in pcx and times its jitted
+training step alternately with muptheory's ``pc-iterative`` step, so both see the same
+machine load, and prints the ratio of the medians, muptheory / pcx (below 1: muptheory
+is faster). Both sides compute, for the tanh MLP with no biases, the same weights and
+the same batch:
+
+- energy E = sum_l 1/2 ||v_l - phi(v_{l-1}) W_l^T||^2 summed over the batch, with
+  phi(v_0) = x and the top v_L clamped to y (gamma_l = 1: muP's PC at gamma_bar = 0);
+- forward initialization v_l = u_l, then T (``--pc-steps``) simultaneous
+  gradient steps v_l <- v_l - 0.1 dE/dv_l on the hidden activities;
+- one SGD step on the weights, W_l <- W_l - eta_l (1/B) dE/dW_l at the final
+  activities, with muP's per-layer rates eta_l = eta M^{-c_l} (all multipliers are 1).
+
+muptheory runs ``Simulator.step_fn`` (``lax.fori_loop`` over the steps, hand-written
+activity gradients); pcx runs a ``pxc.Vode`` per layer on the pre-activation, a
+``pxf.scan`` over the steps of ``pxf.value_and_grad`` of the energy (vmapped per
+sample, summed with ``psum``), ``optax.sgd(0.1)`` on the activities and one
+``optax.sgd(eta_l)`` per layer on the weights. The compiled programs hold the same
+matrix products: per inference step the products with W_2..W_L and their transposes
+(x W_1^T is loop-invariant and XLA hoists it in both), plus a feed-forward pass, the
+final errors and the weight gradients. Every timed step of either side starts from
+the same weights. Before timing, one step of each is compared: the script prints, per
+layer, max |difference of the updates| / max |update|. That is float32 rounding, up to
+about 1e-2 for the hidden layer at width 4096, whose update is a small difference of
+nearly equal errors; in float64 the two agree to 1e-10 (checked by hand at widths 64
+and 1024). Differences that remain: muptheory's step also returns the batch loss (from
+the feed-forward pass it already computes) and a step counter; pcx's step goes through
+its parameter tracking (Python tree operations on every call, included in its time);
+pcx rebuilds its activity optimizer's state inside every step, as its examples do
+(SGD has no state, so this costs nothing).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import statistics
 import time
 
@@ -66,8 +98,10 @@ def step_flops(name: str, arch: Architecture, batch: int, pc_steps: int) -> floa
     if name.startswith("bp"):
         return 3 * forward  # forward, input gradients, weight gradients
     if name.startswith("pc-iterative"):
-        # per inference step: all errors (a forward) and their back-projections
-        return pc_steps * (forward + above_first) + forward + forward
+        # per inference step: the errors above layer 1 and their back-projections
+        # (x W_1^T does not change during inference; XLA hoists it out of the loop);
+        # then the feed-forward pass, the final errors and the weight gradients
+        return pc_steps * 2 * above_first + forward + above_first + forward
     if name.startswith("pc-sequential"):
         return 2 * forward + above_first + forward
     if name == "gnt":
@@ -87,8 +121,8 @@ def step_flops(name: str, arch: Architecture, batch: int, pc_steps: int) -> floa
     return forward + ridge + forward
 
 
-def matmul_chain_rate(arch: Architecture, batch: int, repeats: int, dtype) -> float:
-    """FLOP/s of a jitted forward chain of plain products of the same shapes."""
+def matmul_chain(arch: Architecture, batch: int, dtype):
+    """A jitted forward chain of plain products of the same shapes, ready to call."""
     key = jax.random.PRNGKey(0)
     Ws = [
         jax.random.normal(k, arch.shape(i + 1), dtype) / np.sqrt(arch.shape(i + 1)[1])
@@ -102,28 +136,203 @@ def matmul_chain_rate(arch: Architecture, batch: int, repeats: int, dtype) -> fl
             x = x @ W.T
         return x
 
-    seconds = _time(lambda: chain(x, Ws), repeats)
-    return sum(layer_flops(arch, batch)) / seconds
+    return lambda: chain(x, Ws)
 
 
-def _time(fn, repeats: int) -> float:
-    jax.block_until_ready(fn())  # compile and warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def _time_alternately(fns, repeats: int) -> list[float]:
+    """Median seconds of each of ``fns``, called in turn so all see the same load.
+
+    On a shared machine the load changes within seconds; timing a method and its
+    reference alternately keeps their ratio meaningful.
+    """
+    for fn in fns:  # compile and warm up
         jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, bucket in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            jax.block_until_ready(fn())
+            bucket.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
 
 
-def pcx_time(arch: Architecture, batch: int, pc_steps: int, repeats: int):
-    """Seconds per step of the same PC network in pcx, or None when unavailable."""
+class PCXStep:
+    """The PC step of a muptheory ``Simulator`` rebuilt in pcx, from the same weights.
+
+    ``run()`` puts the starting weights back (a few Python assignments) and takes
+    one jitted pcx training step: forward initialization, T inference steps, one SGD
+    step on the weights. It returns the new weights.
+    """
+
+    def __init__(self, sim: Simulator, state, x, y, pc_steps: int) -> None:
+        cfg = sim.config
+        if cfg.inference != "iterative" or cfg.fpa or any(g != 1 for g in sim.gammas):
+            raise NotImplementedError(
+                "this pcx network is iterative inference without FPA and with all "
+                f"gamma_l = 1; got {cfg.inference}, fpa={cfg.fpa}, gammas {sim.gammas}"
+            )
+        import optax
+        import pcx
+        import pcx.functional as pxf
+        import pcx.nn as pxnn
+        import pcx.predictive_coding as pxc
+        import pcx.utils as pxu
+
+        phi = {"tanh": jnp.tanh, "linear": lambda u: u, "relu": jax.nn.relu}[
+            sim.arch.activation
+        ]
+
+        class Network(pxc.EnergyModule):
+            """A Vode per layer holds v_l, predicted by W_l phi(v_{l-1}); v_L is clamped."""
+
+            def __init__(self, sizes):
+                super().__init__()
+                self.phi = pcx.static(phi)
+                self.layers = [
+                    pxnn.Linear(n_in, n_out, bias=False)
+                    for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True)
+                ]
+                self.vodes = [pxc.Vode() for _ in self.layers]
+                self.vodes[-1].h.frozen = True  # only read by the mask below
+
+            def __call__(self, x, y=None):
+                a = x
+                for layer, vode in zip(self.layers, self.vodes, strict=True):
+                    a = self.phi(vode(layer(a)))  # the Vode sits on the pre-activation
+                if y is not None:
+                    self.vodes[-1].set("h", y)
+                return self.vodes[-1].get("u")
+
+        per_sample = pxu.M(pxc.VodeParam | pxc.VodeParam.Cache).to((None, 0))
+
+        # masks are built anew at each use: M.to() changes the mask it is called on
+        def hidden():
+            return pxu.M_hasnot(pxc.VodeParam, frozen=True)
+
+        def weights():
+            return pxu.M(pxnn.LayerParam)
+
+        @pxf.vmap(per_sample, in_axes=(0, 0), out_axes=0)
+        def initialize(x, y, *, model):
+            return model(x, y)
+
+        @pxf.vmap(per_sample, in_axes=(0,), out_axes=(None, 0), axis_name="batch")
+        def energy(x, *, model):
+            prediction = model(x)
+            return jax.lax.psum(model.energy(), "batch"), prediction
+
+        @pxf.jit(static_argnums=0)
+        def train_step(steps, x, y, *, model, optim_h, optim_w):
+            # forward initialization: every Vode starts at its input u_l
+            with pxu.step(
+                model, (pxc.STATUS.INIT, None), clear_params=pxc.VodeParam.Cache
+            ):
+                initialize(x, y, model=model)
+
+            # inference: gradient steps on the hidden activities
+            optim_h.init(hidden()(model))
+
+            def inference_step(_, *, model, optim_h):
+                with pxu.step(model, clear_params=pxc.VodeParam.Cache):
+                    _, grads = pxf.value_and_grad(
+                        hidden().to([False, True]), has_aux=True
+                    )(energy)(x, model=model)
+                optim_h.step(model, grads["model"])
+                return (), None
+
+            pxf.scan(inference_step, xs=jnp.arange(steps))(model=model, optim_h=optim_h)
+            optim_h.clear()
+
+            # learning: one SGD step per layer on the batch mean of dE/dW_l
+            with pxu.step(model, clear_params=pxc.VodeParam.Cache):
+                _, grads = pxf.value_and_grad(
+                    weights().to([False, True]), has_aux=True
+                )(energy)(x, model=model)
+            for layer, optim, g in zip(
+                model.layers, optim_w, grads["model"].layers, strict=True
+            ):
+                optim.step(layer, g, scale_by=1.0 / x.shape[0])
+
+        # muptheory moves w_l by eta_l m_l G_l, so W_l = m_l w_l moves by eta_l m_l^2
+        rates = [
+            r * m
+            for r, m in zip(sim.rates().weights, sim.scales.multipliers, strict=True)
+        ]
+        self.start = sim.effective(state)
+        self.model = Network(sim.arch.sizes)
+        self.reset()
+        rate = cfg.inference_rate
+        self.optim_h = pxu.Optim(lambda: optax.sgd(rate))
+        self.optim_w = [
+            pxu.Optim(lambda r=r: optax.sgd(r), weights()(layer))
+            for layer, r in zip(self.model.layers, rates, strict=True)
+        ]
+        self._step = train_step
+        self.x, self.y, self.pc_steps = x, y, pc_steps
+
+    def reset(self) -> None:
+        for layer, W in zip(self.model.layers, self.start, strict=True):
+            layer.nn.weight.set(W)
+
+    def run(self) -> list:
+        self.reset()
+        self._step(
+            self.pc_steps,
+            self.x,
+            self.y,
+            model=self.model,
+            optim_h=self.optim_h,
+            optim_w=self.optim_w,
+        )
+        return self.weights()
+
+    def weights(self) -> list:
+        return [layer.nn.weight.get() for layer in self.model.layers]
+
+
+def compare_with_pcx(arch, x, y, pc_steps: int, repeats: int) -> None:
+    """Time muptheory's iterative PC step against pcx's and print the ratio."""
     try:
         import pcx  # noqa: F401
     except ImportError:
-        return None
-    # pcx's API changes between releases; comparing needs a pinned version.
-    return None
+        print(
+            'pcx: not installed; pip install -e ".[bench]" adds it (comparison skipped)'
+        )
+        return
+    config = MethodConfig.create("pc", inference="iterative", inference_steps=pc_steps)
+    sim = Simulator(config, preset("mup"), arch, lr=0.01)
+    state = sim.init(0)
+    step = jax.jit(sim.step_fn)
+    theirs = PCXStep(sim, state, x, y, pc_steps)
+
+    # the same computation: one step of each from the same weights
+    new, _ = step(state, x, y)
+    ours = [
+        m * (w1 - w0)
+        for m, w0, w1 in zip(
+            sim.scales.multipliers, state.weights, new.weights, strict=True
+        )
+    ]
+    after = theirs.run()
+    gaps = [
+        float(jnp.max(jnp.abs((w1 - w0) - d)) / jnp.max(jnp.abs(d)))
+        for w0, w1, d in zip(theirs.start, after, ours, strict=True)
+    ]
+    print(
+        "pcx: same weight update per layer up to relative "
+        + ", ".join(f"{g:.1e}" for g in gaps)
+    )
+
+    seconds_ours, seconds_pcx = _time_alternately(
+        [lambda: step(state, x, y), theirs.run],
+        repeats,
+    )
+    version = importlib.metadata.version("pcx")
+    print(
+        f"pc-iterative-T{pc_steps}: muptheory {1e3 * seconds_ours:.1f} ms, "
+        f"pcx {version} {1e3 * seconds_pcx:.1f} ms, "
+        f"muptheory/pcx = {seconds_ours / seconds_pcx:.2f} (median of {repeats})"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -135,7 +344,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--outputs", type=int, default=10)
     parser.add_argument("--pc-steps", type=int, default=20, help="PC inference steps T")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--only", nargs="*", help="run only these methods")
+    parser.add_argument(
+        "--only", nargs="*", help="run only these methods ('pcx': the comparison)"
+    )
     args = parser.parse_args(argv)
 
     arch = Architecture(
@@ -157,27 +368,29 @@ def main(argv: list[str] | None = None) -> None:
         f"d {args.input_dim}, C {args.outputs}, float32, {jax.devices()[0].platform}, "
         f"median of {args.repeats}"
     )
-    reference = matmul_chain_rate(arch, args.batch, args.repeats, dtype)
-    print(f"matmul chain: {reference / 1e9:.1f} GFLOP/s (reference)")
-    print(f"{'method':<22}{'ms/step':>10}{'GFLOP':>9}{'GFLOP/s':>10}{'vs chain':>10}")
+    chain = matmul_chain(arch, args.batch, dtype)
+    chain_flops = sum(layer_flops(arch, args.batch))
+    print(
+        f"{'method':<22}{'ms/step':>10}{'GFLOP':>9}{'GFLOP/s':>10}"
+        f"{'chain GFLOP/s':>15}{'vs chain':>10}"
+    )
     for name, (config, param) in methods(args.pc_steps).items():
         if args.only and name not in args.only:
             continue
         sim = Simulator(config, param, arch, lr=0.01)
         state = sim.init(0)
         step = jax.jit(sim.step_fn)
-        seconds = _time(
-            lambda sim=sim, step=step, state=state: step(state, x, y), args.repeats
+        seconds, chain_seconds = _time_alternately(
+            [lambda step=step, state=state: step(state, x, y), chain], args.repeats
         )
         flops = step_flops(name, arch, args.batch, args.pc_steps)
-        rate = flops / seconds
+        rate, reference = flops / seconds, chain_flops / chain_seconds
         print(
             f"{name:<22}{1e3 * seconds:>10.1f}{flops / 1e9:>9.2f}"
-            f"{rate / 1e9:>10.1f}{rate / reference:>10.2f}"
+            f"{rate / 1e9:>10.1f}{reference / 1e9:>15.1f}{rate / reference:>10.2f}"
         )
-    pcx = pcx_time(arch, args.batch, args.pc_steps, args.repeats)
-    if pcx is None:
-        print("pcx: not importable here (optional); no comparison made")
+    if not args.only or "pcx" in args.only:
+        compare_with_pcx(arch, x, y, args.pc_steps, args.repeats)
 
 
 if __name__ == "__main__":
