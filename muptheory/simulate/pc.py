@@ -53,9 +53,9 @@ from muptheory.simulate.signals import LayerSignals
 Array = jax.Array
 
 
-# Iterations in a row without an energy fall beyond rounding after which a sample's
-# equilibrium solve counts as finished (at the float32 floor of large widths).
-STALLED_ITERATIONS = 3
+# Levenberg-Marquardt damping beyond which a sample's Gauss-Newton step is taken as
+# stalled (about ten rejections in a row from lam = 0).
+STALLED_DAMPING = 1e6
 
 
 def pc_gammas(config: MethodConfig, *, width: int, depth: int) -> tuple[float, ...]:
@@ -238,10 +238,7 @@ class _Energy:
         A sample accepts z' when its energy does not rise beyond rounding (then
         lambda /= 3), else
         lambda <- 10 lambda + 0.01. It stops when max |gamma_l z_l - gamma_L J_l^T r|
-        falls below ``tol`` times the larger of the two terms, when no sample's
-        energy has fallen beyond rounding for ``STALLED_ITERATIONS`` iterations (the
-        float32 floor, which can sit above ``tol`` at large widths), or after
-        ``max_iter``.
+        falls below ``tol`` times the larger of the two terms, or after ``max_iter``.
         For linear networks F is affine and one undamped step (lambda = 0) lands on
         THEORY.md section 6: (I + C_gamma) eps_L = y - W_{L:1} x, C_gamma = gamma_L S.
         """
@@ -302,23 +299,21 @@ class _Energy:
         else:
 
             def cond(carry):
-                it, _, _, _, idle, gap, size = carry
-                # stop at the tolerance, at max_iter, or when no sample's energy has
-                # fallen by more than rounding for STALLED_ITERATIONS iterations: the
-                # solve has reached the floor that float32 sets at large widths
-                stalled = jnp.all(idle >= STALLED_ITERATIONS)
+                it, _, lam, _, gap, size = carry
+                # stop at the tolerance, at max_iter, or when every sample's damping
+                # has grown past STALLED_DAMPING: its steps keep being rejected, so
+                # rounding (float32 at large widths) has stopped the progress
+                stalled = jnp.all(lam > STALLED_DAMPING)
                 return (it < max_iter) & (gap > tol * size) & ~stalled
 
             def body(carry):
-                it, z, lam, energy, idle, _, _ = carry
+                it, z, lam, energy, _, _ = carry
                 r, jacs = linearize(z)
                 candidate = proposal(z, r, jacs, lam)
                 new_energy = sample_energy(candidate, residual(candidate))
-                # ties within rounding are accepted, so the end game is not stuck,
-                # but only a fall beyond rounding counts as progress
+                # ties within rounding count as progress, so the end game is not stuck
                 slack = 8 * jnp.finfo(energy.dtype).eps * jnp.abs(energy)
                 accept = new_energy <= energy + slack
-                idle = jnp.where(new_energy < energy - slack, 0, idle + 1)
                 z = tuple(
                     jnp.where(accept[:, None], c, zi)
                     for c, zi in zip(candidate, z, strict=True)
@@ -326,15 +321,13 @@ class _Energy:
                 energy = jnp.where(accept, new_energy, energy)
                 lam = jnp.where(accept, lam / 3.0, 10.0 * lam + 0.01)
                 gap, size = stationarity(z, *linearize(z))
-                return it + 1, z, lam, energy, idle, gap, size
+                return it + 1, z, lam, energy, gap, size
 
             r0 = residual(z0)
             lam0 = jnp.zeros(r0.shape[0], r0.dtype)
-            idle0 = jnp.zeros(r0.shape[0], jnp.int32)
             one = jnp.ones((), r0.dtype)
-            energy0 = sample_energy(z0, r0)
-            carry = (jnp.asarray(0), z0, lam0, energy0, idle0, one, 0 * one)
-            iterations, z, *_ = jax.lax.while_loop(cond, body, carry)
+            carry = (jnp.asarray(0), z0, lam0, sample_energy(z0, r0), one, 0 * one)
+            iterations, z, _, _, _, _ = jax.lax.while_loop(cond, body, carry)
         shifted = perturbed_forward(self.Ws, self.x, z, self.phi)
         errors = tuple(z) + (self.y - shifted.output,)
         return PCInference(shifted.pre[:-1], errors, shifted.inputs, iterations)
