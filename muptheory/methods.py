@@ -96,7 +96,10 @@ class MethodConfig:
         feedback: TP/DTP feedback map: ``ridge`` (closed form over the batch) or
             ``trained`` (feedback weights trained by a reconstruction loss).
         feedback_b, feedback_c: init and learning-rate exponents of trained feedback
-            weights (fan-in convention).
+            weights (fan-in convention). The defaults 1/2 and 1 are the exponents
+            the symbolic engine derives for the hidden feedback maps (c_fb = 0 makes
+            their reconstruction step grow like M; see ``muptheory exponents tp
+            --feedback trained``).
     """
 
     method: str
@@ -115,7 +118,7 @@ class MethodConfig:
     mu0: float = 1.0
     feedback: str = "ridge"
     feedback_b: Fraction = Fraction(1, 2)
-    feedback_c: Fraction = Fraction(0)
+    feedback_c: Fraction = Fraction(1)
 
     @classmethod
     def create(cls, method: str, **options) -> MethodConfig:

@@ -119,7 +119,7 @@ def test_no_kernel_regime_with_trained_feedback():
 
 def test_feedback_options_with_ridge_feedback_are_rejected():
     with pytest.raises(MuptheoryError):
-        config = MethodConfig("tp", feedback="ridge", feedback_c=F(1))
+        config = MethodConfig("tp", feedback="ridge", feedback_c=F(0))
         derive_mup(config)
 
 
