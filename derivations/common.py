@@ -24,6 +24,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -345,6 +346,7 @@ def standalone(piece: str, argv: list[str] | None = None) -> int:
     )
     add_run_arguments(parser)
     args = parser.parse_args(argv)
+    warnings.formatwarning = _one_line_warning
     try:
         ctx = context_from_args(args)
         with sweep_cluster(ctx) as ctx:
@@ -357,6 +359,10 @@ def standalone(piece: str, argv: list[str] | None = None) -> int:
         print(f"{finding.title}: {_verdict(finding.agrees)}")
     print(f"{piece} took {seconds:.1f} s; see {ctx.out / 'index.md'}")
     return 0
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
 
 
 def _verdict(agrees: bool | None) -> str:

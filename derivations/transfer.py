@@ -168,15 +168,17 @@ def _finding(stem: str, title: str, verdict: dict, data: str) -> Finding:
             f"under SP it goes from {_lr(best['sp'][str(narrow)])} to "
             f"{_lr(best['sp'][str(wide)])} ({_shift(verdict['sp_shift_steps'])})"
         )
-    expectation = (
-        "as muP predicts."
-        if verdict["mup_transfers"] and verdict["sp_fails"]
-        else "; theory expects muP to hold eta* within one grid step and SP not to"
-        f" (muP transfers: {verdict['mup_transfers']}, SP fails: {verdict['sp_fails']})."
-    )
+    if verdict["mup_transfers"] and verdict["sp_fails"]:
+        expectation = ", as muP predicts."
+    else:
+        expectation = (
+            ". Theory expects muP to hold eta* within one grid step and SP not to "
+            f"(here muP transfers: {verdict['mup_transfers']}, SP fails: "
+            f"{verdict['sp_fails']})."
+        )
     summary = (
         f"{title} on {data}, metric: final training loss. "
-        f"{mup_text}; {sp_text}, {expectation}"
+        f"{mup_text}; {sp_text}{expectation}"
     )
     return Finding(
         piece="transfer",
