@@ -212,7 +212,11 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    # no options; parsing still answers --help (and rejects strays) before writing
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
     atomic_write_text(OUTPUT, render_cli_reference())
     print(f"wrote {OUTPUT}")
     return 0

@@ -158,6 +158,8 @@ class Context:
 
 def prepare_out(out: str | os.PathLike) -> Path:
     """Create the output directory (and its parents) and check it is writable."""
+    if not str(out).strip():
+        raise InvalidInputError("the output directory name is empty")
     path = Path(out)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -167,6 +169,9 @@ def prepare_out(out: str | os.PathLike) -> Path:
         ) from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise InvalidInputError(f"output directory {str(path)!r} is not writable")
+    # temporary files of writes killed before their rename (see muptheory.io)
+    for stale in [*path.glob(".*.tmp"), *path.glob("findings/.*.tmp")]:
+        stale.unlink(missing_ok=True)
     return path
 
 
@@ -200,7 +205,12 @@ def write_text(path: Path, text: str) -> None:
 def save_findings(ctx: Context, piece: str, findings: list[Finding]) -> None:
     """Store a piece's findings as ``findings/<piece>.json``."""
     directory = ctx.out / "findings"
-    directory.mkdir(exist_ok=True)
+    try:
+        directory.mkdir(exist_ok=True)
+    except OSError as err:
+        raise InvalidInputError(
+            f"cannot store findings in {str(directory)!r}: {err.strerror}"
+        ) from None
     write_json(
         directory / f"{piece}.json",
         {
@@ -214,9 +224,19 @@ def save_findings(ctx: Context, piece: str, findings: list[Finding]) -> None:
 def load_findings(out: Path) -> dict[str, list[Finding]]:
     """Every stored piece's findings, by piece."""
     stored = {}
-    for file in sorted((out / "findings").glob("*.json")):
-        record = json.loads(file.read_text())
-        stored[record["piece"]] = [Finding(**f) for f in record["findings"]]
+    directory = out / "findings"
+    if not directory.is_dir():
+        return stored
+    for file in sorted(directory.glob("*.json")):
+        try:
+            record = json.loads(file.read_text())
+            stored[record["piece"]] = [Finding(**f) for f in record["findings"]]
+        except (OSError, ValueError, TypeError, KeyError) as err:
+            warnings.warn(
+                f"ignoring unreadable findings file {str(file)!r} ({err}); rerun "
+                "its piece to rewrite it",
+                stacklevel=2,
+            )
     return stored
 
 
@@ -224,13 +244,14 @@ def load_findings(out: Path) -> dict[str, list[Finding]]:
 
 
 @contextlib.contextmanager
-def sweep_cluster(ctx: Context) -> Iterator[Context]:
-    """Give ``ctx`` a Dask scheduler when its sizes ask for one.
+def sweep_cluster(ctx: Context, *, needed: bool = True) -> Iterator[Context]:
+    """Give ``ctx`` a Dask scheduler when its sizes ask for one and a piece that
+    runs sweeps is ``needed``.
 
     A scheduler the user named is used as it is; otherwise a ``LocalCluster`` of
     single-threaded worker processes is started on loopback and closed afterwards.
     """
-    if not ctx.sizes.dask or ctx.scheduler:
+    if not (ctx.sizes.dask and needed) or ctx.scheduler:
         yield ctx
         return
     from dask.distributed import LocalCluster
@@ -311,7 +332,11 @@ def check_scheduler(address: str, timeout: float = 5.0) -> None:
         await comm.close()
 
     try:
-        asyncio.run(probe())
+        asyncio.run(asyncio.wait_for(probe(), timeout))
+    except TimeoutError:
+        raise InvalidInputError(
+            f"cannot reach Dask scheduler {address!r}: no answer within {timeout:g} s"
+        ) from None
     except Exception as err:
         reason = (
             str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -338,9 +363,10 @@ def context_from_args(args: argparse.Namespace) -> Context:
 def standalone(piece: str, argv: list[str] | None = None) -> int:
     """``python derivations/<piece>.py [--out DIR] [--quick|--full]``: run one piece,
     then rebuild index.md from every piece stored so far."""
+    from muptheory.cli import ArgumentParser
     from muptheory.derivations.index import write_index
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=f"derivations/{piece}.py",
         description=f"Run the {piece!r} piece of muptheory regenerate.",
     )
@@ -349,12 +375,15 @@ def standalone(piece: str, argv: list[str] | None = None) -> int:
     warnings.formatwarning = _one_line_warning
     try:
         ctx = context_from_args(args)
-        with sweep_cluster(ctx) as ctx:
+        with sweep_cluster(ctx, needed=piece in ("coordchecks", "transfer")) as ctx:
             findings, seconds = run_piece(piece, ctx)
         write_index(ctx.out)
     except MuptheoryError as err:
-        print(f"{piece}: error: {err}", file=sys.stderr)
+        print(f"derivations/{piece}.py: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"derivations/{piece}.py: interrupted", file=sys.stderr)
+        return 130
     for finding in findings:
         print(f"{finding.title}: {_verdict(finding.agrees)}")
     print(f"{piece} took {seconds:.1f} s; see {ctx.out / 'index.md'}")

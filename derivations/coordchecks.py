@@ -80,14 +80,16 @@ def _finding(stem: str, title: str, result, data: str) -> Finding:
             for f in judged
             if f.measured_exponent is not None
         ),
-        default=float("nan"),
+        default=None,
     )
     missed = [f"{f.name} layer {f.layer} step {f.step}" for f in judged if not f.agrees]
     summary = (
         f"{title} under its derived muP on {data}: {len(agreeing)} of {len(judged)} "
         f"fitted width exponents (widths {result.widths[0]} to {result.widths[-1]}, "
         f"{result.settings.seeds} seeds, {result.settings.steps} steps) agree with "
-        f"the exponent engine, the largest gap being {worst:.2f}. "
+        "the exponent engine"
+        + ("" if worst is None else f", the largest gap being {worst:.2f}")
+        + ". "
         + (
             "Activations, their changes, every layer's update and the output stay "
             "of order one as the width grows, as muP requires."

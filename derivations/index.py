@@ -14,6 +14,7 @@ from pathlib import Path
 
 from muptheory.derivations import PIECES
 from muptheory.derivations.common import Finding, load_findings, write_text
+from muptheory.errors import MuptheoryError
 
 VERDICT = {
     True: "agrees with theory",
@@ -41,11 +42,11 @@ def render_index(out: Path) -> str:
     if missing:
         lines += ["", f"Not run yet: {', '.join(missing)}."]
     for finding in findings:
-        lines += ["", *_section(finding)]
+        lines += ["", *_section(finding, out)]
     return "\n".join(lines) + "\n"
 
 
-def _section(finding: Finding) -> list[str]:
+def _section(finding: Finding, out: Path) -> list[str]:
     lines = [f"## {finding.title}", ""]
     if finding.figure:
         lines += [f"![{finding.title}]({finding.figure})", ""]
@@ -53,6 +54,13 @@ def _section(finding: Finding) -> list[str]:
     if finding.files:
         links = ", ".join(f"[{name}]({name})" for name in finding.files)
         lines += ["", f"Files: {links}."]
+    missing = [
+        name
+        for name in [finding.figure, *finding.files]
+        if name and not (out / name).is_file()
+    ]
+    if missing:
+        lines += ["", f"Missing (rerun the piece): {', '.join(missing)}."]
     return lines
 
 
@@ -72,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.out).is_dir():
         print(f"index: error: {args.out!r} is not a directory", file=sys.stderr)
         return 2
-    print(write_index(Path(args.out)))
+    try:
+        print(write_index(Path(args.out)))
+    except MuptheoryError as err:
+        print(f"index: error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

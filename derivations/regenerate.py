@@ -20,6 +20,9 @@ from muptheory.errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
 
+# Pieces whose cells run on the sweep runner (and so on Dask under --full).
+SWEEPING = {"coordchecks", "transfer"}
+
 
 def regenerate(
     ctx: Context,
@@ -37,14 +40,14 @@ def regenerate(
     Returns:
         ``{piece: (findings, seconds)}``.
     """
-    names = list(PIECES if not only else only)
+    names = list(dict.fromkeys(PIECES if not only else only))
     unknown = [n for n in names if n not in PIECES]
     if unknown:
         raise InvalidInputError(
             f"unknown piece {unknown[0]!r}; use some of {', '.join(PIECES)}"
         )
     done = {}
-    with sweep_cluster(ctx) as ctx:
+    with sweep_cluster(ctx, needed=bool(SWEEPING.intersection(names))) as ctx:
         for name in names:
             findings, seconds = run_piece(name, ctx)
             write_index(ctx.out)

@@ -101,7 +101,11 @@ random parameterizations (tested with hypothesis).
 """
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    # no options; parsing still answers --help (and rejects strays) before writing
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
     out = Path(__file__).resolve().parent.parent / "docs" / "theory.md"
     parts = [INTRO, "## The table\n"]
     derivations = paper_table()

@@ -20,6 +20,7 @@ Writes ``tp_alignment.png`` and ``tp_alignment.json``.
 
 from __future__ import annotations
 
+import math
 import sys
 from fractions import Fraction
 
@@ -33,6 +34,7 @@ from muptheory.derivations.common import (
     standalone,
     write_json,
 )
+from muptheory.errors import DivergedError
 
 METHODS = ("tp", "dtp", "bp")
 # Exponent of A(M) that each method's update predicts: independent (CLT) or aligned.
@@ -147,7 +149,9 @@ def _fit(widths, values: np.ndarray) -> list[float]:
     from muptheory.simulate.coordcheck import fit_exponent
 
     fitted = fit_exponent(widths, values)
-    return [float("nan")] * 3 if fitted is None else [float(v) for v in fitted]
+    if fitted is None or not all(map(math.isfinite, fitted)):
+        raise DivergedError("TP alignment: no finite slope could be fitted")
+    return [float(v) for v in fitted]
 
 
 def _agrees(fit: list[float], predicted: Fraction) -> bool:

@@ -27,7 +27,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename.
 
     Raises:
-        InvalidInputError: if the directory does not exist or is not writable.
+        InvalidInputError: if the directory does not exist or is not writable, or
+            the write fails (a full disk, a directory in the target's place).
     """
     target = Path(path)
     directory = target.parent
@@ -51,6 +52,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, target)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise InvalidInputError(
+            f"cannot write {str(target)!r}: {err.strerror}"
+        ) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

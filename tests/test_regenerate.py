@@ -190,3 +190,49 @@ def test_quick_sizes_fit_the_issue():
     assert len(QUICK.coord_widths) >= 6
     assert len(QUICK.alignment_widths) >= 5
     assert QUICK.data == "digits" and not QUICK.dask
+
+
+def test_a_scheduler_that_accepts_but_never_answers_is_rejected_in_time(
+    tmp_path, capsys
+):
+    import threading
+    import time
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    accepted = []
+    threading.Thread(
+        target=lambda: accepted.append(server.accept()), daemon=True
+    ).start()
+    address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    start = time.perf_counter()
+    try:
+        code = main(
+            ["regenerate", "--out", str(tmp_path / "o"), "--scheduler", address]
+        )
+    finally:
+        server.close()
+    assert code == 2
+    assert time.perf_counter() - start < 30
+    assert "cannot reach Dask scheduler" in capsys.readouterr().err
+
+
+def test_stale_temporary_files_are_swept_and_corrupt_findings_ignored(tmp_path, capsys):
+    (tmp_path / ".table.json.abc.tmp").write_text("half")
+    (tmp_path / "findings").mkdir()
+    (tmp_path / "findings" / "interpolation.json").write_text('{"piece": "interp')
+    code = main(["regenerate", "--out", str(tmp_path), "--only", "table"])
+    assert code == 0
+    assert "ignoring unreadable findings file" in capsys.readouterr().err
+    assert not list(tmp_path.glob(".*.tmp"))
+    index = (tmp_path / "index.md").read_text()
+    assert "Not run yet: pc_equilibrium, interpolation" in index
+
+
+def test_index_marks_files_that_went_missing(tmp_path):
+    ctx = Context(out=tmp_path)
+    save_findings(
+        ctx, "table", [Finding("table", "A", "x.", agrees=True, files=["gone.md"])]
+    )
+    assert "Missing (rerun the piece): gone.md." in render_index(tmp_path)

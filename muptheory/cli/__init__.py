@@ -54,6 +54,7 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    _terminate_as_interrupt()
     parser = build_parser()
     args = parser.parse_args(argv)
     with warnings.catch_warnings():
@@ -86,6 +87,19 @@ def _one_line_warning(prefix: str):
             pass
 
     return show
+
+
+def _terminate_as_interrupt() -> None:
+    """Let SIGTERM stop a command like Ctrl-C does, so that atomic writes clean up
+    their temporary files and the exit is the same one line and code 130."""
+    import signal
+    import threading
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
 
 
 def _version() -> str:
