@@ -264,7 +264,10 @@ def sweep_cluster(ctx: Context, *, needed: bool = True) -> Iterator[Context]:
         host="127.0.0.1",
         dashboard_address=None,
     ) as cluster:
-        yield dataclasses.replace(ctx, scheduler=cluster.scheduler_address)
+        # the cluster's size took --workers; the sweeps now run on its scheduler
+        yield dataclasses.replace(
+            ctx, scheduler=cluster.scheduler_address, workers=None
+        )
 
 
 def run_piece(name: str, ctx: Context) -> tuple[list[Finding], float]:

@@ -236,3 +236,15 @@ def test_index_marks_files_that_went_missing(tmp_path):
         ctx, "table", [Finding("table", "A", "x.", agrees=True, files=["gone.md"])]
     )
     assert "Missing (rerun the piece): gone.md." in render_index(tmp_path)
+
+
+def test_full_mode_sweeps_on_a_local_dask_cluster_sized_by_workers(tmp_path):
+    from muptheory.derivations.common import FULL, sweep_cluster
+
+    ctx = Context(out=tmp_path, sizes=FULL, workers=1)
+    with sweep_cluster(ctx, needed=True) as running:
+        # run_sweep refuses workers together with a scheduler
+        assert running.scheduler.startswith("tcp://127.0.0.1:")
+        assert running.workers is None
+    with sweep_cluster(ctx, needed=False) as idle:
+        assert idle.scheduler is None
