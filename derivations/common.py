@@ -31,7 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from muptheory.errors import InvalidInputError, MuptheoryError
-from muptheory.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from muptheory.io import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    writable_directory,
+)
 
 
 @dataclass(frozen=True)
@@ -160,15 +165,7 @@ def prepare_out(out: str | os.PathLike) -> Path:
     """Create the output directory (and its parents) and check it is writable."""
     if not str(out).strip():
         raise InvalidInputError("the output directory name is empty")
-    path = Path(out)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise InvalidInputError(
-            f"cannot create output directory {str(path)!r}: {err.strerror}"
-        ) from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise InvalidInputError(f"output directory {str(path)!r} is not writable")
+    path = writable_directory(out, what="output directory")
     # temporary files of writes killed before their rename (see muptheory.io)
     for stale in [*path.glob(".*.tmp"), *path.glob("findings/.*.tmp")]:
         stale.unlink(missing_ok=True)
@@ -321,39 +318,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def check_scheduler(address: str, timeout: float = 5.0) -> None:
-    """Raise ``InvalidInputError`` unless a Dask scheduler answers at ``address``.
-
-    Checked before any piece writes, so a wrong address costs nothing.
-    """
-    import asyncio
-
-    from distributed.comm import connect
-
-    async def probe() -> None:
-        comm = await connect(address, timeout=timeout)
-        await comm.close()
-
-    try:
-        asyncio.run(asyncio.wait_for(probe(), timeout))
-    except TimeoutError:
-        raise InvalidInputError(
-            f"cannot reach Dask scheduler {address!r}: no answer within {timeout:g} s"
-        ) from None
-    except Exception as err:
-        reason = (
-            str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        )
-        raise InvalidInputError(
-            f"cannot reach Dask scheduler {address!r}: {reason}"
-        ) from None
-
-
 def context_from_args(args: argparse.Namespace) -> Context:
     if args.workers is not None and args.workers < 1:
         raise InvalidInputError(f"--workers must be at least 1, got {args.workers}")
     if args.scheduler is not None:
-        check_scheduler(args.scheduler)  # before anything is created
+        from muptheory.sweeps import check_scheduler
+
+        check_scheduler(args.scheduler, timeout=5.0)  # before anything is created
     return Context(
         out=prepare_out(args.out),
         sizes=MODES[args.mode],

@@ -23,6 +23,24 @@ from muptheory.errors import InvalidInputError
 TEMP_SUFFIX = ".tmp"
 
 
+def writable_directory(path: str | os.PathLike, *, what: str = "directory") -> Path:
+    """Create ``path`` (with its parents) if needed and check it can be written.
+
+    Raises:
+        InvalidInputError: naming ``what`` when it cannot be created or written.
+    """
+    directory = Path(path)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InvalidInputError(
+            f"cannot create {what} {str(directory)!r}: {err.strerror or err}"
+        ) from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise InvalidInputError(f"{what} {str(directory)!r} is not writable")
+    return directory
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename.
 

@@ -71,7 +71,7 @@ import numpy as np
 
 import muptheory
 from muptheory.errors import InvalidInputError
-from muptheory.io import atomic_write_text
+from muptheory.io import atomic_write_text, writable_directory
 
 logger = logging.getLogger(__name__)
 
@@ -416,14 +416,7 @@ def _read_cached(cache: Path, key: str) -> Any:
 
 def _prepare_cache_dir(cache: Path) -> None:
     """Create the cache directory and check that it can be written."""
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise InvalidInputError(
-            f"cannot create cache directory {str(cache)!r}: {err.strerror or err}"
-        ) from None
-    if not os.access(cache, os.W_OK | os.X_OK):
-        raise InvalidInputError(f"cache directory {str(cache)!r} is not writable")
+    writable_directory(cache, what="cache directory")
 
 
 def _store(cache: Path, result: CellResult, task: str, salt: str) -> None:
@@ -563,21 +556,37 @@ def _init_worker(parent_pid: int, finished, stop, jax_cache: str | None) -> None
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _connect(address: str, timeout: float):
-    """A Dask client of the scheduler at ``address``, tried with a short probe."""
+def check_scheduler(address: str, timeout: float = 10.0) -> None:
+    """Raise ``InvalidInputError`` unless a Dask scheduler answers at ``address``
+    within ``timeout`` seconds (a port that accepts and stays silent included)."""
     import asyncio
 
-    from distributed import Client
     from distributed.comm import connect
 
     async def probe() -> None:
         comm = await connect(address, timeout=timeout)
         await comm.close()
 
+    try:
+        asyncio.run(asyncio.wait_for(probe(), timeout))
+    except TimeoutError:
+        raise InvalidInputError(
+            f"cannot reach Dask scheduler {address!r}: no answer within {timeout:g} s"
+        ) from None
+    except Exception as err:
+        raise InvalidInputError(
+            f"cannot reach Dask scheduler {address!r}: {_one_line(err)}"
+        ) from None
+
+
+def _connect(address: str, timeout: float):
+    """A Dask client of the scheduler at ``address``, tried with a short probe."""
+    from distributed import Client
+
     # Probing first keeps a failed Client (which lingers and times out again on
     # garbage collection) from ever being made.
+    check_scheduler(address, timeout)
     try:
-        asyncio.run(probe())
         return Client(address, timeout=timeout, set_as_default=False)
     except Exception as err:
         raise InvalidInputError(
