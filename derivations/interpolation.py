@@ -45,7 +45,7 @@ def run(ctx: Context) -> list[Finding]:
     curve = pc_interpolation(
         task, depth=DEPTH, gamma0=GAMMA0, train_steps=TRAIN_STEPS, lr=LR, sigma=SIGMA
     )
-    first_order = _gamma_bar_zero_cosines(task)
+    first_order = _gamma_bar_zero_cosines(task, curve.state)
     cos_gd, cos_gn = curve.cos_gd[:, 0], curve.cos_gn[:, 0]
 
     # Theory: cos(PC, GD) falls and cos(PC, GN) rises with gamma0, from the GD end
@@ -94,23 +94,12 @@ def run(ctx: Context) -> list[Finding]:
     ]
 
 
-def _gamma_bar_zero_cosines(task) -> np.ndarray:
+def _gamma_bar_zero_cosines(task, state) -> np.ndarray:
     """cos(PC, GD) of the first layer with gamma_bar_L = 0, at the same state."""
-    from muptheory.limits.dynamics import input_basis, limit_dynamics
+    from muptheory.limits.dynamics import input_basis
     from muptheory.limits.pc import pc_equilibrium
-    from muptheory.limits.scaling import maximal_update
     from muptheory.methods import MethodConfig
 
-    bp = MethodConfig.create("bp")
-    state = limit_dynamics(
-        bp,
-        maximal_update(bp),
-        task,
-        depth=DEPTH,
-        steps=TRAIN_STEPS,
-        lr=LR,
-        sigma=SIGMA,
-    ).state
     config = MethodConfig.create("pc", gamma_bar_last=0)
     z = task.x_train @ input_basis(task)
     return np.array(

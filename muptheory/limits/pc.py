@@ -210,6 +210,7 @@ class Interpolation:
         gn_matrix_eigs: eigenvalues of S = sum_l M W_{L:l+1} W_{L:l+1}^T at the
             state; a spread (anisotropy) is what lets the two ends differ.
         train_steps: BP steps (in the limit, under muP) that made the state.
+        state: that trained limit state (for further equilibria at the same point).
     """
 
     gamma0: np.ndarray
@@ -217,6 +218,7 @@ class Interpolation:
     cos_gn: np.ndarray
     gn_matrix_eigs: np.ndarray
     train_steps: int
+    state: LimitState | None = None
 
     def to_json(self) -> dict:
         """Headline values are the first layer's (its input x is the same for PC,
@@ -278,4 +280,6 @@ def pc_interpolation(
             cos_gd.append(eq.cos_gd)
             cos_gn.append(eq.cos_gn)
     eigs = np.linalg.eigvalsh(sum(geo.kernels))
-    return Interpolation(values, np.array(cos_gd), np.array(cos_gn), eigs, train_steps)
+    return Interpolation(
+        values, np.array(cos_gd), np.array(cos_gn), eigs, train_steps, state
+    )
