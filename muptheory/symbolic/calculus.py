@@ -56,78 +56,126 @@ RULE_TEXT = {
 }
 
 
-Linear = tuple  # (frozenset of (symbol, Fraction) pairs, Fraction constant)
+# -- linear forms as integers ------------------------------------------------------
+#
+# A size's linear forms are kept as integers over one denominator, the size's
+# ``scale``: a form is a *direction*, the pairs (unknown's name, integer coefficient)
+# sorted by name with zero coefficients left out, and an integer constant, and it
+# stands for (sum of coefficient * unknown + constant) / scale. Names and integers
+# compare, hash and add in C, so sizing does no rational arithmetic; a positive
+# scale keeps every sign and every order, and sorting the forms as plain tuples
+# orders them by the unknowns' names, then coefficients, then constants.
+#
+# Sizing reruns a method's step once per scenario, and scenarios share most of their
+# products and sums, so the pure operations below are memoized within a process
+# (``clear_caches`` empties them; no result is stored anywhere else).
+
+# every unknown met so far, by name, to write forms back as sympy expressions
+_SYMBOLS: dict[str, sympy.Symbol] = {}
 
 
 @functools.cache
-def _linear(expr) -> tuple[frozenset, Fraction]:
-    """Split a linear sympy expression (or a number) into coefficients and constant."""
+def _linear(expr) -> tuple[dict, Fraction]:
+    """Split a linear sympy expression (or a number) into coefficients (by the
+    unknown's name) and a constant, both exact rationals."""
     if isinstance(expr, Fraction | int):
-        return frozenset(), Fraction(expr)
+        return {}, Fraction(expr)
     expr = sympy.expand(sympy.sympify(expr))
-    coefficients, constant = {}, Fraction(0)
+    coefficients: dict[str, Fraction] = {}
+    constant = Fraction(0)
     for key, value in expr.as_coefficients_dict().items():
         value = Fraction(int(sympy.Rational(value).p), int(sympy.Rational(value).q))
         if key == 1:
             constant += value
         elif isinstance(key, sympy.Symbol):
-            coefficients[key] = coefficients.get(key, Fraction(0)) + value
+            known = _SYMBOLS.setdefault(key.name, key)
+            if known != key:
+                raise ValueError(
+                    f"two different unknowns are named {key.name!r} ({known!r} and "
+                    f"{key!r}); sizes tell unknowns apart by name"
+                )
+            coefficients[key.name] = coefficients.get(key.name, Fraction(0)) + value
         else:
             raise ValueError(f"exponent {expr} is not linear in the unknowns")
-    return frozenset((k, v) for k, v in coefficients.items() if v != 0), constant
-
-
-# Sizing reruns a method's step once per scenario, and scenarios share most of their
-# products and sums, so the pure operations on linear forms are memoized within a
-# process (``clear_caches`` empties them; no result is stored anywhere else).
+    return {k: v for k, v in coefficients.items() if v != 0}, constant
 
 
 @functools.cache
-def _add_linear(x: frozenset, y: frozenset) -> frozenset:
-    total: dict = dict(x)
-    for k, v in y:
-        total[k] = total.get(k, Fraction(0)) + v
-    return frozenset((k, v) for k, v in total.items() if v != 0)
+def _add_directions(x: tuple, y: tuple) -> tuple:
+    """The direction of the sum of two forms (at the same scale)."""
+    total = dict(x)
+    for name, value in y:
+        total[name] = total.get(name, 0) + value
+    return tuple(sorted((name, value) for name, value in total.items() if value))
 
 
-def _form_order(form) -> tuple:
-    """A cheap deterministic order of linear forms (by symbol names, then values)."""
-    coefficients, constant = form
-    return (_coefficient_order(coefficients), constant)
+def _rescaled(forms: tuple, factor: int) -> tuple:
+    """The same forms over a denominator ``factor`` times larger."""
+    if factor == 1:
+        return forms
+    return tuple(
+        (tuple((name, value * factor) for name, value in direction), constant * factor)
+        for direction, constant in forms
+    )
+
+
+def _reduced(forms: tuple, scale: int) -> Size:
+    """The size of ``forms`` over ``scale``, with the smallest scale that keeps
+    every number an integer (so equal sizes are equal tuples)."""
+    if scale != 1:
+        divisor = math.gcd(
+            scale,
+            *(constant for _, constant in forms),
+            *(value for direction, _ in forms for _, value in direction),
+        )
+        if divisor != 1:
+            forms = tuple(
+                (
+                    tuple((name, value // divisor) for name, value in direction),
+                    constant // divisor,
+                )
+                for direction, constant in forms
+            )
+            scale //= divisor
+    return Size(forms, scale)
+
+
+def _largest_per_direction(forms, into: dict) -> dict:
+    """Add ``forms`` to ``into``, keeping the larger constant per direction."""
+    for direction, constant in forms:
+        if into.get(direction, constant) <= constant:
+            into[direction] = constant
+    return into
 
 
 @functools.cache
-def _coefficient_order(coefficients: frozenset) -> list:
-    return sorted((s.name, v) for s, v in coefficients)
-
-
-@functools.cache
-def _product(x: tuple, y: tuple) -> tuple:
+def _product(x: Size, y: Size) -> Size:
     """The forms of a product of sizes: every sum of a form of each."""
+    scale = math.lcm(x.scale, y.scale)
+    xs = _rescaled(x.forms, scale // x.scale)
+    ys = _rescaled(y.forms, scale // y.scale)
     forms: dict = {}
-    for cx, kx in x:
-        for cy, ky in y:
-            coefficients, constant = _add_linear(cx, cy), kx + ky
-            if coefficients not in forms or forms[coefficients] < constant:
-                forms[coefficients] = constant
-    return tuple(sorted(forms.items(), key=_form_order))
+    for dx, kx in xs:
+        for dy, ky in ys:
+            direction, constant = _add_directions(dx, dy), kx + ky
+            if forms.get(direction, constant) <= constant:
+                forms[direction] = constant
+    return _reduced(tuple(sorted(forms.items())), scale)
 
 
 @functools.cache
-def _maximum(x: tuple, y: tuple) -> tuple:
+def _maximum(x: Size, y: Size) -> Size:
     """The forms of a sum of sizes: both sets, the larger constant per direction."""
-    forms = dict(x)
-    for coefficients, constant in y:
-        if coefficients not in forms or forms[coefficients] < constant:
-            forms[coefficients] = constant
-    return tuple(sorted(forms.items(), key=_form_order))
+    scale = math.lcm(x.scale, y.scale)
+    forms = _largest_per_direction(_rescaled(x.forms, scale // x.scale), {})
+    _largest_per_direction(_rescaled(y.forms, scale // y.scale), forms)
+    return _reduced(tuple(sorted(forms.items())), scale)
 
 
 def clear_caches() -> None:
     """Forget the memoized operations on linear forms (for timing from scratch)."""
     for memoized in (
-        _add_linear,
-        _coefficient_order,
+        _add_directions,
         _product,
         _maximum,
         _linear,
@@ -137,10 +185,10 @@ def clear_caches() -> None:
         memoized.cache_clear()
 
 
-def _to_sympy(coefficients: frozenset, constant: Fraction) -> sympy.Expr:
-    out = sympy.Rational(constant.numerator, constant.denominator)
-    for symbol, value in coefficients:
-        out += sympy.Rational(value.numerator, value.denominator) * symbol
+def _to_sympy(direction: tuple, constant: int, scale: int) -> sympy.Expr:
+    out = sympy.Rational(constant, scale)
+    for name, value in direction:
+        out += sympy.Rational(value, scale) * _SYMBOLS[name]
     return out
 
 
@@ -148,58 +196,81 @@ def _to_sympy(coefficients: frozenset, constant: Fraction) -> sympy.Expr:
 class Size:
     """A coordinate size M^{max(terms)}, the terms linear forms in the unknowns.
 
-    Stored as a map from coefficient vectors to constants: of two forms with the same
-    coefficients the larger constant always wins, so only it is kept.
+    Stored as integer forms over one denominator ``scale`` (see above): of two forms
+    with the same direction the larger constant always wins, so only it is kept.
     """
 
-    forms: tuple  # sorted ((coefficients, constant), ...)
-
-    @classmethod
-    def _from_map(cls, forms: dict) -> Size:
-        return cls(tuple(sorted(forms.items(), key=_form_order)))
+    forms: tuple  # sorted ((direction, constant), ...), integers over ``scale``
+    scale: int = 1
 
     @classmethod
     def of(cls, *exponents) -> Size:
+        parsed = [_linear(e) for e in exponents]
+        scale = math.lcm(
+            *(k.denominator for _, k in parsed),
+            *(v.denominator for c, _ in parsed for v in c.values()),
+        )
         forms: dict = {}
-        for e in exponents:
-            coefficients, constant = _linear(e)
-            if coefficients not in forms or forms[coefficients] < constant:
-                forms[coefficients] = constant
-        return cls._from_map(forms)
+        for coefficients, constant in parsed:
+            direction = tuple(
+                sorted((n, int(v * scale)) for n, v in coefficients.items())
+            )
+            _largest_per_direction([(direction, int(constant * scale))], forms)
+        return cls(tuple(sorted(forms.items())), scale)
 
     @classmethod
     def one(cls) -> Size:
         return cls.of(0)
 
     def __mul__(self, other: Size) -> Size:
-        return Size(_product(self.forms, other.forms))
+        return _product(self, other)
 
     def __add__(self, other: Size) -> Size:
-        return Size(_maximum(self.forms, other.forms))
+        return _maximum(self, other)
 
     def squared(self) -> Size:
         """This size squared. Cross terms t_i + t_j never exceed max(2 t_i, 2 t_j),
         so only the doubled terms are kept."""
-        return Size(
-            tuple((frozenset((k, 2 * v) for k, v in c), 2 * k) for c, k in self.forms)
-        )
+        if self.scale % 2 == 0:
+            return Size(self.forms, self.scale // 2)
+        return Size(_rescaled(self.forms, 2), self.scale)
 
     def times_width(self, power) -> Size:
         """This size times M^power."""
         shift = Fraction(str(power)) if not isinstance(power, Fraction) else power
-        return Size(tuple((c, k + shift) for c, k in self.forms))
+        scale = math.lcm(self.scale, shift.denominator)
+        step = shift.numerator * (scale // shift.denominator)
+        forms = _rescaled(self.forms, scale // self.scale)
+        return _reduced(tuple((d, k + step) for d, k in forms), scale)
+
+    def to_power(self, power: Fraction) -> Size:
+        """This size raised to ``power``: its exponent times ``power``; defined for
+        one-term sizes only (a power of a maximum is not a maximum of powers when
+        ``power`` < 0)."""
+        if len(self.forms) != 1:
+            raise ValueError("only a one-term size has a max-plus power")
+        ((direction, constant),) = self.forms
+        power = Fraction(power)
+        direction = tuple((n, v * power.numerator) for n, v in direction)
+        form = (direction, constant * power.numerator)
+        return _reduced((form,), self.scale * power.denominator)
 
     def inverse_of_single(self) -> Size:
         """1 / (this size); defined for one-term sizes only."""
         if len(self.forms) != 1:
             raise ValueError("only a one-term size has a max-plus inverse")
-        ((coefficients, constant),) = self.forms
-        return Size(((frozenset((k, -v) for k, v in coefficients), -constant),))
+        ((direction, constant),) = self.forms
+        negated = tuple((name, -value) for name, value in direction)
+        return Size(((negated, -constant),), self.scale)
+
+    def pieces(self) -> list[Size]:
+        """Each linear form as a one-term size."""
+        return [_reduced((form,), self.scale) for form in self.forms]
 
     @property
     def terms(self) -> list[sympy.Expr]:
         """The linear forms, as sympy expressions."""
-        return [_to_sympy(c, k) for c, k in self.forms]
+        return [_to_sympy(d, k, self.scale) for d, k in self.forms]
 
     @property
     def exponent(self) -> str:
@@ -210,30 +281,27 @@ class Size:
     def evaluate(self, values: dict | Point) -> Fraction:
         """The exponent at concrete values of the unknowns, exactly."""
         point = values if isinstance(values, Point) else Point(values)
-        scale, rows = self._integer_rows(point.symbols)
+        rows = self._integer_rows(point.names)
         q, x = point.denominator, point.numerators
         best = max(sum(map(operator.mul, a, x)) + k * q for a, k in rows)
-        return Fraction(best, scale * q)
+        return Fraction(best, self.scale * q)
 
-    def _integer_rows(self, symbols: tuple) -> tuple[int, list]:
-        """The forms times one common denominator, as integer rows over ``symbols``
-        (memoized per order of symbols, for ``evaluate``)."""
+    def _integer_rows(self, names: tuple) -> list:
+        """The forms as dense integer rows over ``names`` (memoized per order of
+        names, for ``evaluate``)."""
         cache = self.__dict__.setdefault("_rows", {})
-        if symbols not in cache:
-            index = {s: i for i, s in enumerate(symbols)}
-            denominators = [k.denominator for _, k in self.forms]
-            denominators += [v.denominator for c, _ in self.forms for _, v in c]
-            scale = math.lcm(*denominators)
+        if names not in cache:
+            index = {n: i for i, n in enumerate(names)}
             rows = []
-            for coefficients, constant in self.forms:
-                a = [0] * len(symbols)
-                for symbol, value in coefficients:
-                    if symbol not in index:
-                        raise ValueError(f"no value given for {symbol}")
-                    a[index[symbol]] = int(value * scale)
-                rows.append((tuple(a), int(constant * scale)))
-            cache[symbols] = (scale, rows)
-        return cache[symbols]
+            for direction, constant in self.forms:
+                a = [0] * len(names)
+                for name, value in direction:
+                    if name not in index:
+                        raise ValueError(f"no value given for {name}")
+                    a[index[name]] = value
+                rows.append((tuple(a), constant))
+            cache[names] = rows
+        return cache[names]
 
     def __str__(self) -> str:
         return str(self.exponent)
@@ -246,12 +314,12 @@ class Point:
     """
 
     def __init__(self, values: dict) -> None:
-        fractions = {s: _as_fraction(v) for s, v in values.items()}
-        self.symbols = tuple(sorted(fractions, key=lambda s: s.name))
+        fractions = {s.name: _as_fraction(v) for s, v in values.items()}
+        self.names = tuple(sorted(fractions))
         self.denominator = math.lcm(*(v.denominator for v in fractions.values()))
         self.numerators = tuple(
-            fractions[s].numerator * (self.denominator // fractions[s].denominator)
-            for s in self.symbols
+            fractions[n].numerator * (self.denominator // fractions[n].denominator)
+            for n in self.names
         )
 
 
@@ -294,15 +362,15 @@ class Calculation:
     Attributes:
         steps: every sized quantity in order, for ``--explain``.
         quantities: the latest size of each named quantity.
-        assumption_forms: linear forms assumed <= 0 by the scenario (from
-            ``dominant``), as (coefficients, constant).
-        branches: each choice made, (quantity, dominant term's name, its form).
+        assumption_sizes: one-term sizes whose exponents the scenario assumes
+            <= 0 (from ``dominant``).
+        branches: each choice made, (quantity, dominant term's name, its size).
     """
 
     choices: tuple[int, ...] = ()
     steps: list[Step] = field(default_factory=list)
     quantities: dict[str, Size] = field(default_factory=dict)
-    assumption_forms: list[tuple] = field(default_factory=list)
+    assumption_sizes: list[Size] = field(default_factory=list)
     branches: list[tuple] = field(default_factory=list)
     branch_sizes: list[int] = field(default_factory=list)
     generic_sizes: dict[str, Size] = field(default_factory=dict)
@@ -331,35 +399,37 @@ class Calculation:
         contradicts the scenario's earlier assumptions (no exponents satisfy them
         all, decided exactly) ends the run with ``InconsistentScenario``.
         """
-        pieces = [(name, f) for name, size in candidates.items() for f in size.forms]
-        pieces = list(_contenders(tuple(pieces), tuple(self.assumption_forms)))
+        pieces = [(name, p) for name, size in candidates.items() for p in size.pieces()]
+        pieces = list(_contenders(tuple(pieces), tuple(self.assumption_sizes)))
         index = len(self.branch_sizes)
         self.branch_sizes.append(len(pieces))
         pick = self.choices[index] if index < len(self.choices) else 0
         name, top = pieces[pick]
-        for _other_name, form in pieces:
-            gap = (_add_linear(form[0], _negate(top[0])), form[1] - top[1])
-            if gap[0] or gap[1]:
-                self.assumption_forms.append(gap)
-        if not _consistent(tuple(self.assumption_forms)):
+        below_top = top.inverse_of_single()
+        for _other_name, piece in pieces:
+            gap = piece * below_top
+            if gap != ZERO:
+                self.assumption_sizes.append(gap)
+        if not _consistent(tuple(self.assumption_sizes)):
             raise InconsistentScenario(quantity)
         self.branches.append((quantity, name, top))
-        return self.record(
-            quantity, Size((top,)), "dominant", f"the {name} term dominates"
-        )
+        return self.record(quantity, top, "dominant", f"the {name} term dominates")
 
     @property
     def assumptions(self) -> list[sympy.Expr]:
         """The assumed inequalities (each expression <= 0), as sympy expressions."""
-        return [_to_sympy(c, k) for c, k in self.assumption_forms]
+        return [size.terms[0] for size in self.assumption_sizes]
 
     @property
     def assumption_text(self) -> list[str]:
         """One line per scenario choice, for the explanation."""
         return [
-            f"{quantity}: the {name} term dominates, M^({_to_sympy(*top)})"
+            f"{quantity}: the {name} term dominates, M^({top.terms[0]})"
             for quantity, name, top in self.branches
         ]
+
+
+ZERO = Size(forms=(((), 0),))  # M^0, the size of a width-independent quantity
 
 
 @functools.cache
@@ -367,13 +437,12 @@ def _contenders(pieces: tuple, assumptions: tuple) -> tuple:
     """The pieces that can dominate: a piece that another kept piece is provably at
     least as large as, wherever the scenario's assumptions hold, can only tie with
     it (that choice is covered by the other's), so it is not a branch of its own."""
-    forms = [f for _, f in pieces] + list(assumptions)
-    symbols = sorted({s for c, _ in forms for s, _ in c}, key=lambda s: s.name)
-    rows = [_dense_row(form, symbols) for form in assumptions]
+    names = _names([p for _, p in pieces] + list(assumptions))
+    rows = [_dense_row(size, names) for size in assumptions]
 
-    def at_least(q, p) -> bool:  # q >= p wherever the assumptions hold
-        gap = (_add_linear(q[0], _negate(p[0])), q[1] - p[1])
-        low = polyhedra.minimum(rows, _dense_row(gap, symbols), limit=2000)
+    def at_least(q: Size, p: Size) -> bool:  # q >= p wherever the assumptions hold
+        gap = q * p.inverse_of_single()
+        low = polyhedra.minimum(rows, _dense_row(gap, names), limit=2000)
         return low is not None and low >= 0
 
     kept = []
@@ -388,12 +457,18 @@ def _contenders(pieces: tuple, assumptions: tuple) -> tuple:
     return tuple(kept)
 
 
-def _dense_row(form, symbols: list):
-    coefficients, constant = form
-    index = {s: i for i, s in enumerate(symbols)}
-    dense = [Fraction(0)] * len(symbols)
-    for symbol, value in coefficients:
-        dense[index[symbol]] = value
+def _names(sizes: list[Size]) -> list[str]:
+    """The unknowns that one-term ``sizes`` involve, in name order."""
+    return sorted({n for size in sizes for d, _ in size.forms for n, _ in d})
+
+
+def _dense_row(size: Size, names: list[str]) -> polyhedra.Row:
+    """A one-term size's exponent <= 0 as a polyhedron row over ``names``."""
+    ((direction, constant),) = size.forms
+    index = {n: i for i, n in enumerate(names)}
+    dense = [0] * len(names)
+    for name, value in direction:
+        dense[index[name]] = value
     return polyhedra.row(dense, constant)
 
 
@@ -401,21 +476,12 @@ class InconsistentScenario(Exception):
     """A scenario's dominant-term choices contradict each other."""
 
 
-def _negate(coefficients: frozenset) -> frozenset:
-    return frozenset((k, -v) for k, v in coefficients)
-
-
 @functools.cache
-def _consistent(forms: tuple, limit: int = 2000) -> bool:
-    """Whether some exponents make every form <= 0 (True when undecided)."""
-    symbols = sorted({s for c, _ in forms for s, _ in c}, key=lambda s: s.name)
-    index = {s: i for i, s in enumerate(symbols)}
-    rows = []
-    for coefficients, constant in forms:
-        dense = [Fraction(0)] * len(symbols)
-        for symbol, value in coefficients:
-            dense[index[symbol]] = value
-        rows.append(polyhedra.row(dense, constant))
+def _consistent(assumptions: tuple, limit: int = 2000) -> bool:
+    """Whether some exponents make every one-term size's exponent <= 0 (True when
+    undecided)."""
+    names = _names(list(assumptions))
+    rows = [_dense_row(size, names) for size in assumptions]
     return polyhedra.feasible(rows, limit=limit) is not False
 
 
@@ -429,24 +495,20 @@ class Scenario:
     def assumptions(self) -> list[sympy.Expr]:
         return self.calculation.assumptions
 
-    @functools.cached_property
-    def _all_assumptions(self) -> Size:
-        # every assumed form as one size's rows, for ``holds_at``
-        return Size(tuple(self.calculation.assumption_forms))
-
-    @functools.cached_property
+    @property
     def assumption_sizes(self) -> list[Size]:
         """Each assumption as a one-term size (its exponent must be <= 0)."""
-        return [Size((form,)) for form in self.calculation.assumption_forms]
+        return self.calculation.assumption_sizes
 
     def holds_at(self, values: dict | Point) -> bool:
         """Whether every assumption of the scenario holds at these exponents."""
         point = values if isinstance(values, Point) else Point(values)
-        if not self.calculation.assumption_forms:
-            return True
-        _, rows = self._all_assumptions._integer_rows(point.symbols)
         q, x = point.denominator, point.numerators
-        return all(sum(map(operator.mul, a, x)) + k * q <= 0 for a, k in rows)
+        for size in self.calculation.assumption_sizes:
+            ((a, k),) = size._integer_rows(point.names)
+            if sum(map(operator.mul, a, x)) + k * q > 0:
+                return False
+        return True
 
 
 def scenarios(sizing: Callable[[Calculation], None]) -> Iterator[Scenario]:

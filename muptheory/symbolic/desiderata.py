@@ -136,15 +136,14 @@ def solve(
     share tight pieces share their elimination, and a branch stops as soon as its
     equations are inconsistent or pin a point that breaks an inequality.
     """
-    forms = _bounded_index([*bounded, *theta])
-    space = _Space(unknowns, [*forms.items(), *(f for s in theta for f in s.forms)])
-    inequalities = [space.vector(form) for form in forms.items()]
+    space = _Space(unknowns, [*bounded, *theta])
+    inequalities = list(_bounded_index(space, [*bounded, *theta]).items())
     rows = [polyhedra.row(a, k) for a, k in inequalities]
     if polyhedra.feasible(rows, limit=PRESCREEN_ROWS) is False:
         return []
     known = dict(inequalities)
     choices = sorted(
-        (_undominated([space.vector(f) for f in size.forms], known) for size in theta),
+        (_undominated(space.vectors(size), known) for size in theta),
         key=len,
     )
     search = _Search(space, inequalities)
@@ -171,17 +170,15 @@ def tie_set(
     other scenario that ties on the same set, and so do its solutions. Returns that
     set as a hashable key (the equations in reduced form).
     """
-    sizes = [*theta, *assumptions]
-    space = _Space(unknowns, [f for size in sizes for f in size.forms])
+    space = _Space(unknowns, [*theta, *assumptions])
     equations: _Equations | None = _Equations(len(unknowns))
     for size in theta:
         if len(size.forms) == 1:
-            equations = equations.add(space.vector(size.forms[0]))
+            equations = equations.add(*space.vectors(size))
             if equations is None:
                 return None  # no solution at all: ``solve`` says so quickly
     for size in assumptions:
-        (form,) = size.forms
-        if equations.add(space.vector(form)) is not equations:
+        if equations.add(*space.vectors(size)) is not equations:
             return None
     return equations.key()
 
@@ -192,30 +189,33 @@ Vector = tuple[tuple[int, ...], int]  # integer coefficients, integer constant
 
 
 class _Space:
-    """Linear forms as integer vectors over ``unknowns``, all scaled by one common
-    denominator (a positive scale: a form's sign, and so every condition, is kept)."""
+    """Linear forms as integer vectors over ``unknowns``, all sizes brought to one
+    common denominator (a positive scale: a form's sign, and so every condition,
+    is kept)."""
 
-    def __init__(self, unknowns: list, forms) -> None:
-        self.index = {u: i for i, u in enumerate(unknowns)}
+    def __init__(self, unknowns: list, sizes: list[Size]) -> None:
+        self.index = {u.name: i for i, u in enumerate(unknowns)}
         self.n = len(unknowns)
-        denominators = [k.denominator for _, k in forms]
-        denominators += [v.denominator for c, _ in forms for _, v in c]
-        self.scale = math.lcm(*denominators) if denominators else 1
+        self.scale = math.lcm(*(size.scale for size in sizes))
 
-    def vector(self, form) -> Vector:
-        coefficients, constant = form
-        out = [0] * self.n
-        for symbol, value in coefficients:
-            out[self.index[symbol]] = int(value * self.scale)
-        return tuple(out), int(constant * self.scale)
+    def vectors(self, size: Size) -> list[Vector]:
+        """The forms of ``size`` as vectors over the common denominator."""
+        factor = self.scale // size.scale
+        out = []
+        for direction, constant in size.forms:
+            coefficients = [0] * self.n
+            for name, value in direction:
+                coefficients[self.index[name]] = value * factor
+            out.append((tuple(coefficients), constant * factor))
+        return out
 
 
-def _bounded_index(sizes: list[Size]) -> dict:
+def _bounded_index(space: _Space, sizes: list[Size]) -> dict:
     """Coefficient vector -> the largest constant of a form known to be <= 0."""
     index: dict = {}
     for size in sizes:
-        for coefficients, constant in size.forms:
-            if coefficients not in index or index[coefficients] < constant:
+        for coefficients, constant in space.vectors(size):
+            if index.get(coefficients, constant) <= constant:
                 index[coefficients] = constant
     return index
 

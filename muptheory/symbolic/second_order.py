@@ -35,7 +35,7 @@ Exponents are width-only (``network.py``).
 
 from __future__ import annotations
 
-import sympy
+from fractions import Fraction
 
 from muptheory.symbolic.bp import Backprop
 from muptheory.symbolic.calculus import Calculation, Size
@@ -50,12 +50,6 @@ FAN_EXPONENTS = {"first": (0, 1), "hidden": (1, 1), "last": (1, 0)}
 def _squared_norm(coord: Size, count_exponent: int) -> Size:
     """|v|^2 for a vector of M^count_exponent coordinates of size ``coord``."""
     return coord.squared().times_width(count_exponent)
-
-
-def _power(size: Size, power: sympy.Rational) -> Size:
-    """A one-term size raised to ``power`` (inverses have one dominant term)."""
-    (term,) = size.terms
-    return Size.of(sympy.expand(power * term))
 
 
 class SecondOrder(Rule):
@@ -149,7 +143,7 @@ class SecondOrder(Rule):
         # (L + rho)^(-1/4) on the left and (R + rho)^(-1/4) on the right
         return calc.record(
             f"preconditioned_signal[{group}]{tag}",
-            delta * _power(scale, sympy.Rational(-1, 2)),
+            delta * scale.to_power(Fraction(-1, 2)),
             "",
             "",
             f"delta / (|delta|^2 |h|^2 + rho)^(1/2) ({group})",
