@@ -25,7 +25,11 @@ from muptheory.errors import InvalidInputError
 from muptheory.methods import MethodConfig
 from muptheory.parameterization import Parameterization, preset
 from muptheory.simulate import CoordCheckSettings, coord_check, fit_exponent, train
-from muptheory.simulate.coordcheck import agrees
+from muptheory.simulate.coordcheck import (
+    agrees,
+    later_steps_note,
+    predictions_by_step,
+)
 
 
 class Data:
@@ -121,6 +125,35 @@ def test_sp_with_constant_learning_rate_grows_with_the_predicted_slopes():
     assert slope[("update", 2)] == pytest.approx(0.5, abs=0.25)
     assert slope[("delta_h", 2)] == pytest.approx(0.5, abs=0.25)
     assert slope[("update", 1)] == pytest.approx(-0.5, abs=0.3)
+
+
+def test_sp_engine_predicts_the_first_step_and_leaves_later_steps_unjudged():
+    # The engine's first-step exponents for SP with c = 0 are the ones written by
+    # hand in the module docstring; after that step the output error is ~M, not the
+    # Theta(1) the engine sizes later steps with, so later changes are not judged.
+    config, param = MethodConfig.create("bp"), preset("sp")
+    predicted = predictions_by_step(config, param, depth=3)
+    assert predicted[("update", 3, 1)] == 1
+    assert predicted[("delta_f", 3, 1)] == 1
+    assert predicted[("update", 2, 1)] == Fraction(1, 2)
+    assert predicted[("delta_h", 2, 1)] == Fraction(1, 2)
+    assert predicted[("update", 1, 1)] == Fraction(-1, 2)
+    assert ("delta_f", 3) not in predicted and ("update", 3) not in predicted
+    assert predicted[("f", 3)] == 0 and predicted[("h", 2)] == 0
+    note = later_steps_note(config, param, depth=3)
+    assert "update of layer 3 grows like M^(1)" in note
+    assert later_steps_note(config, preset("mup"), depth=3) is None
+
+    settings = CoordCheckSettings(
+        widths=(32, 64), seeds=2, steps=2, activation="linear", lr=0.01
+    )
+    result = coord_check(config, param, Data(), settings=settings)
+    assert result.notes == [note]
+    by_step = {(f.name, f.layer, f.step): f for f in result.fits}
+    assert by_step[("delta_f", 3, 2)].predicted_exponent is None
+    assert not by_step[("delta_f", 3, 2)].judged
+    assert by_step[("delta_f", 3, 1)].predicted_exponent == 1
+    assert result.to_json()["notes"] == [note]
 
 
 def test_dtp_with_last_layer_b_one_shrinks_feature_changes():
@@ -302,7 +335,7 @@ def test_cli_json_has_the_documented_fields(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(
         cli_simulate,
         "_predictions",
-        lambda config, param, depth: mup_sgd_exponents(depth),
+        lambda config, param, depth: (mup_sgd_exponents(depth), []),
     )
     monkeypatch.setattr(data_module, "load_dataset", lambda name, seed=0: Data())
     args = [

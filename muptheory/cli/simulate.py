@@ -108,7 +108,7 @@ def run_coordcheck(args: argparse.Namespace) -> int:
         check_output_file(args.plot)
     param = resolve_parameterization(args.param, config, a=args.a, b=args.b, c=args.c)
     data = load_dataset(args.data, seed=0)
-    predicted = _predictions(config, param, settings.depth)
+    predicted, notes = _predictions(config, param, settings.depth)
 
     from tqdm import tqdm
 
@@ -127,6 +127,7 @@ def run_coordcheck(args: argparse.Namespace) -> int:
             data,
             settings=settings,
             predicted=predicted,
+            notes=notes,
             progress=bar.update,
             **sweep_options(args),
         )
@@ -149,6 +150,9 @@ def run_coordcheck(args: argparse.Namespace) -> int:
 
 
 def _predictions(config, param, depth: int):
-    from muptheory.simulate.coordcheck import predictions_by_step
+    """The engine's exponents and notes, before any training (errors come first)."""
+    from muptheory.simulate.coordcheck import later_steps_note, predictions_by_step
 
-    return predictions_by_step(config, param, depth=depth)
+    note = later_steps_note(config, param, depth=depth)
+    predicted = predictions_by_step(config, param, depth=depth)
+    return predicted, [] if note is None else [note]

@@ -201,6 +201,7 @@ class CoordCheckResult:
         diverged: one dict (width, seed, step) per diverged run.
         fits: one ``QuantityFit`` per reported quantity.
         n_computed: widths measured by this run (the others came from the cache).
+        notes: what the reader should know about the predictions.
     """
 
     config: MethodConfig
@@ -212,6 +213,7 @@ class CoordCheckResult:
     diverged: list[dict]
     fits: list[QuantityFit]
     n_computed: int = 0
+    notes: list[str] = field(default_factory=list)
 
     @property
     def all_agree(self) -> bool:
@@ -229,6 +231,7 @@ class CoordCheckResult:
             "quantities": [f.to_json() for f in self.fits],
             "all_agree": self.all_agree,
             "diverged": self.diverged,
+            "notes": list(self.notes),
             "sizes": [
                 {
                     "name": name,
@@ -276,6 +279,7 @@ class CoordCheckResult:
             rows.append(
                 f"diverged: width {d['width']}, seed {d['seed']}, step {d['step']}"
             )
+        rows += [f"note: {note}" for note in self.notes]
         return "\n".join(rows)
 
 
@@ -286,6 +290,7 @@ def coord_check(
     *,
     settings: CoordCheckSettings | None = None,
     predicted: Mapping[Key, Fraction] | None = None,
+    notes: Sequence[str] = (),
     progress: Callable[[int], None] | None = None,
     cache_dir: str | os.PathLike | None = None,
     workers: int | None = 1,
@@ -298,8 +303,10 @@ def coord_check(
         param: the parameterization.
         data: a ``Dataset`` (x_train, y_train; ``name``).
         settings: widths, seeds, steps, network and fit settings.
-        predicted: (quantity, layer) -> exponent; None asks
-            ``muptheory.symbolic.coord_exponents``.
+        predicted: (quantity, layer) -> exponent, or (quantity, layer, step) for
+            one step; None asks the engine (``predictions_by_step``, which also
+            supplies the notes).
+        notes: lines about the given predictions, kept in the result.
         progress: called with the number of steps of each width as it is measured
             (or found in the cache), for a progress bar over widths x steps.
         cache_dir: directory of measured widths (None: keep nothing).
@@ -315,8 +322,11 @@ def coord_check(
         MuptheoryError: when measuring a width failed.
     """
     settings = settings or CoordCheckSettings()
+    notes = list(notes)
     if predicted is None:
         predicted = predictions_by_step(config, param, depth=settings.depth)
+        note = later_steps_note(config, param, depth=settings.depth)
+        notes += [] if note is None else [note]
     sizes, diverged, n_computed = _measure_sweep(
         config,
         param,
@@ -338,6 +348,7 @@ def coord_check(
         diverged=diverged,
         fits=fits,
         n_computed=n_computed,
+        notes=notes,
     )
 
 
@@ -781,9 +792,44 @@ def seed_means(values: np.ndarray) -> list[list[float | None]]:
 
 def predictions_by_step(config, param, *, depth: int) -> dict:
     """The engine's exponents: (quantity, layer, 1) for the first step and
-    (quantity, layer) for every later step and for the values at init."""
+    (quantity, layer) for every later step and for the values at init.
+
+    When the first step already blows a quantity up (``later_steps_note``), the
+    later steps get no prediction: only the values at init and the first step's
+    changes are judged.
+    """
     from muptheory.symbolic import coord_exponents
 
-    later = coord_exponents(config, param, depth=depth)
     first = coord_exponents(config, param, depth=depth, step=1)
+    later = coord_exponents(config, param, depth=depth)
+    if _blown_up(first):
+        later = {key: e for key, e in later.items() if key[0] in ("h", "f")}
     return {**later, **{(name, layer, 1): e for (name, layer), e in first.items()}}
+
+
+def later_steps_note(config, param, *, depth: int) -> str | None:
+    """Why steps after the first are not predicted, or None when they are.
+
+    The engine sizes a later step from the Theta(1) output error and bounded weight
+    changes of a stable run. A parameterization whose first step already makes a
+    change grow with the width (SP with c = 0: the output change grows like M) has
+    left that state; its later sizes compound step after step, so the engine's
+    later-step exponents do not describe it.
+    """
+    from muptheory.symbolic import coord_exponents
+
+    blown = _blown_up(coord_exponents(config, param, depth=depth, step=1))
+    if not blown:
+        return None
+    (name, layer), e = max(blown.items(), key=lambda item: item[1])
+    return (
+        f"steps after the first are measured, not predicted: {name} of layer "
+        f"{layer} grows "
+        f"like M^({e}) in the first step, and the engine sizes later steps from "
+        "the Theta(1) output error of a stable run"
+    )
+
+
+def _blown_up(first: Mapping[Key, Fraction]) -> dict[Key, Fraction]:
+    """The first step's changes that grow with the width."""
+    return {key: e for key, e in first.items() if key[0] not in ("h", "f") and e > 0}
