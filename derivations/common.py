@@ -115,6 +115,7 @@ class Finding:
         figure: a PNG (relative to the output directory) shown in the index.
         files: other files it wrote (tables, JSON), relative paths.
         numbers: the measured values the summary quotes, for machines.
+        mode: the sizes it ran at (``quick`` or ``full``), set when it is loaded.
     """
 
     piece: str
@@ -124,6 +125,7 @@ class Finding:
     figure: str | None = None
     files: list[str] = field(default_factory=list)
     numbers: dict[str, Any] = field(default_factory=dict)
+    mode: str | None = None
 
 
 @dataclass
@@ -213,7 +215,10 @@ def save_findings(ctx: Context, piece: str, findings: list[Finding]) -> None:
         {
             "piece": piece,
             "mode": ctx.sizes.name,
-            "findings": [dataclasses.asdict(f) for f in findings],
+            "findings": [
+                {k: v for k, v in dataclasses.asdict(f).items() if k != "mode"}
+                for f in findings
+            ],
         },
     )
 
@@ -227,7 +232,10 @@ def load_findings(out: Path) -> dict[str, list[Finding]]:
     for file in sorted(directory.glob("*.json")):
         try:
             record = json.loads(file.read_text())
-            stored[record["piece"]] = [Finding(**f) for f in record["findings"]]
+            mode = record.get("mode")
+            stored[record["piece"]] = [
+                Finding(**f, mode=mode) for f in record["findings"]
+            ]
         except (OSError, ValueError, TypeError, KeyError) as err:
             warnings.warn(
                 f"ignoring unreadable findings file {str(file)!r} ({err}); rerun "

@@ -38,6 +38,13 @@ def render_index(out: Path) -> str:
         f"{agree} of {len(findings)} findings agree with theory"
         + (f"; disagreeing: {', '.join(disagree)}." if disagree else "."),
     ]
+    modes = sorted({f.mode for f in findings if f.mode})
+    if len(modes) > 1:
+        lines += [
+            "",
+            f"Mixed sizes: these findings come from {' and '.join(modes)} runs "
+            "(each section says which); rerun with one mode for a uniform page.",
+        ]
     missing = [p for p in PIECES if p not in stored]
     if missing:
         lines += ["", f"Not run yet: {', '.join(missing)}."]
@@ -51,6 +58,8 @@ def _section(finding: Finding, out: Path) -> list[str]:
     if finding.figure:
         lines += [f"![{finding.title}]({finding.figure})", ""]
     lines += [finding.summary, "", f"Verdict: {VERDICT[finding.agrees]}."]
+    if finding.mode:
+        lines[-1] += f" Sizes: {finding.mode}."
     if finding.files:
         links = ", ".join(f"[{name}]({name})" for name in finding.files)
         lines += ["", f"Files: {links}."]

@@ -14,7 +14,13 @@ import pytest
 
 from muptheory.cli import main
 from muptheory.derivations import PIECES
-from muptheory.derivations.common import QUICK, Context, Finding, save_findings
+from muptheory.derivations.common import (
+    FULL,
+    QUICK,
+    Context,
+    Finding,
+    save_findings,
+)
 from muptheory.derivations.index import render_index
 from muptheory.derivations.pc_equilibrium import c_gamma_matrix, closed_form_errors
 from muptheory.derivations.transfer import judge
@@ -71,6 +77,21 @@ def test_index_lists_findings_in_piece_order_with_verdicts(tmp_path):
     assert "1 of 2 findings agree with theory; disagreeing: T." in text
     assert "![T](t.png)" in text
     assert "does not agree" in text
+    assert "Sizes: quick." in text and "Mixed sizes" not in text
+
+
+def test_index_says_when_findings_of_quick_and_full_runs_mix(tmp_path):
+    save_findings(
+        Context(out=tmp_path), "table", [Finding("table", "A", "One. Two.", True)]
+    )
+    save_findings(
+        Context(out=tmp_path, sizes=FULL),
+        "transfer",
+        [Finding("transfer", "T", "One. Two.", True)],
+    )
+    text = render_index(tmp_path)
+    assert "Mixed sizes: these findings come from full and quick runs" in text
+    assert "Sizes: full." in text and "Sizes: quick." in text
 
 
 def test_unwritable_output_directory_is_one_line_and_exit_2(tmp_path, capsys):
