@@ -245,6 +245,40 @@ def load_findings(out: Path) -> dict[str, list[Finding]]:
     return stored
 
 
+# -- networks ------------------------------------------------------------------------
+
+
+def mup_simulator(
+    method: str,
+    *,
+    width: int,
+    depth: int,
+    input_dim: int,
+    n_outputs: int,
+    lr: float,
+    activation: str = "tanh",
+    dtype: str = "float32",
+    **options,
+):
+    """A simulator of ``method`` (with ``options``) under the muP the symbolic
+    engine derives for it, the way the pieces train their small networks."""
+    from muptheory.methods import MethodConfig
+    from muptheory.simulate.network import Architecture
+    from muptheory.simulate.step import Simulator
+    from muptheory.symbolic import derive_mup
+
+    config = MethodConfig.create(method, **options)
+    arch = Architecture(
+        width=width,
+        depth=depth,
+        input_dim=input_dim,
+        n_outputs=n_outputs,
+        activation=activation,
+    )
+    param = derive_mup(config).parameterization
+    return Simulator(config, param, arch, lr=lr, dtype=dtype)
+
+
 # -- running -------------------------------------------------------------------------
 
 

@@ -27,6 +27,7 @@ import numpy as np
 from muptheory.derivations.common import (
     Context,
     Finding,
+    mup_simulator,
     new_figure,
     save_figure,
     standalone,
@@ -139,17 +140,18 @@ def run(ctx: Context) -> list[Finding]:
 
 
 def _simulator(gamma_bar: str, width: int, **options):
-    from muptheory.methods import MethodConfig
-    from muptheory.simulate.network import Architecture
-    from muptheory.simulate.step import Simulator
-    from muptheory.symbolic import derive_mup
-
-    config = MethodConfig.create("pc", gamma_bar_last=gamma_bar, **options)
-    param = derive_mup(config).parameterization
-    arch = Architecture(
-        width=width, depth=DEPTH, input_dim=64, n_outputs=10, activation="linear"
+    return mup_simulator(
+        "pc",
+        gamma_bar_last=gamma_bar,
+        width=width,
+        depth=DEPTH,
+        input_dim=64,
+        n_outputs=10,
+        activation="linear",
+        lr=0.1,
+        dtype="float64",
+        **options,
     )
-    return Simulator(config, param, arch, lr=0.1, dtype="float64")
 
 
 def _errors(sim, state, x, y) -> list[np.ndarray]:

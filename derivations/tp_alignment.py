@@ -29,6 +29,7 @@ import numpy as np
 from muptheory.derivations.common import (
     Context,
     Finding,
+    mup_simulator,
     new_figure,
     save_figure,
     standalone,
@@ -110,17 +111,14 @@ def _measure(method: str, width: int, seeds: int, x, y) -> tuple[np.ndarray, ...
     The seeds train together (``Simulator.step_many``); the hidden layer is
     recomputed in float64 from each seed's weights before and after the step.
     """
-    from muptheory.methods import MethodConfig
-    from muptheory.simulate.network import Architecture
-    from muptheory.simulate.step import Simulator
-    from muptheory.symbolic import derive_mup
-
-    config = MethodConfig.create(method)
-    param = derive_mup(config).parameterization
-    arch = Architecture(
-        width=width, depth=DEPTH, input_dim=x.shape[1], n_outputs=y.shape[1]
+    sim = mup_simulator(
+        method,
+        width=width,
+        depth=DEPTH,
+        input_dim=x.shape[1],
+        n_outputs=y.shape[1],
+        lr=LR,
     )
-    sim = Simulator(config, param, arch, lr=LR)
     states = sim.init_many(range(seeds))
     after, _ = sim.step_many(states, x, y)
     before_W = [np.asarray(W, dtype=np.float64) for W in sim.effective(states)]
