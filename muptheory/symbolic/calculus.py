@@ -123,11 +123,12 @@ def _reduced(forms: tuple, scale: int) -> Size:
     """The size of ``forms`` over ``scale``, with the smallest scale that keeps
     every number an integer (so equal sizes are equal tuples)."""
     if scale != 1:
-        divisor = math.gcd(
-            scale,
-            *(constant for _, constant in forms),
-            *(value for direction, _ in forms for _, value in direction),
-        )
+        # the constants alone usually settle it (one of them shares no factor)
+        divisor = math.gcd(scale, *[constant for _, constant in forms])
+        if divisor != 1:
+            divisor = math.gcd(
+                divisor, *[value for direction, _ in forms for _, value in direction]
+            )
         if divisor != 1:
             forms = tuple(
                 (
@@ -172,9 +173,36 @@ def _maximum(x: Size, y: Size) -> Size:
     return _reduced(tuple(sorted(forms.items())), scale)
 
 
+@functools.cache
+def _size_of(exponents: tuple) -> Size:
+    """The size M^max(exponents) of sympy expressions or numbers."""
+    parsed = [_linear(e) for e in exponents]
+    scale = math.lcm(
+        *(k.denominator for _, k in parsed),
+        *(v.denominator for c, _ in parsed for v in c.values()),
+    )
+    forms: dict = {}
+    for coefficients, constant in parsed:
+        direction = tuple(sorted((n, int(v * scale)) for n, v in coefficients.items()))
+        _largest_per_direction([(direction, int(constant * scale))], forms)
+    return Size(tuple(sorted(forms.items())), scale)
+
+
+@functools.cache
+def _times_width(size: Size, power) -> Size:
+    """``size`` times M^power."""
+    shift = Fraction(str(power)) if not isinstance(power, Fraction) else power
+    scale = math.lcm(size.scale, shift.denominator)
+    step = shift.numerator * (scale // shift.denominator)
+    forms = _rescaled(size.forms, scale // size.scale)
+    return _reduced(tuple((d, k + step) for d, k in forms), scale)
+
+
 def clear_caches() -> None:
     """Forget the memoized operations on linear forms (for timing from scratch)."""
     for memoized in (
+        _size_of,
+        _times_width,
         _add_directions,
         _product,
         _maximum,
@@ -205,18 +233,7 @@ class Size:
 
     @classmethod
     def of(cls, *exponents) -> Size:
-        parsed = [_linear(e) for e in exponents]
-        scale = math.lcm(
-            *(k.denominator for _, k in parsed),
-            *(v.denominator for c, _ in parsed for v in c.values()),
-        )
-        forms: dict = {}
-        for coefficients, constant in parsed:
-            direction = tuple(
-                sorted((n, int(v * scale)) for n, v in coefficients.items())
-            )
-            _largest_per_direction([(direction, int(constant * scale))], forms)
-        return cls(tuple(sorted(forms.items())), scale)
+        return _size_of(exponents)
 
     @classmethod
     def one(cls) -> Size:
@@ -237,11 +254,7 @@ class Size:
 
     def times_width(self, power) -> Size:
         """This size times M^power."""
-        shift = Fraction(str(power)) if not isinstance(power, Fraction) else power
-        scale = math.lcm(self.scale, shift.denominator)
-        step = shift.numerator * (scale // shift.denominator)
-        forms = _rescaled(self.forms, scale // self.scale)
-        return _reduced(tuple((d, k + step) for d, k in forms), scale)
+        return _times_width(self, power)
 
     def to_power(self, power: Fraction) -> Size:
         """This size raised to ``power``: its exponent times ``power``; defined for

@@ -141,7 +141,7 @@ def solve(
     rows = [polyhedra.row(a, k) for a, k in inequalities]
     if polyhedra.feasible(rows, limit=PRESCREEN_ROWS) is False:
         return []
-    known = dict(inequalities)
+    known = _Known(dict(inequalities))
     choices = sorted(
         (_undominated(space.vectors(size), known) for size in theta),
         key=len,
@@ -220,52 +220,68 @@ def _bounded_index(space: _Space, sizes: list[Size]) -> dict:
     return index
 
 
-def _undominated(pieces: list[Vector], known: dict) -> list[Vector]:
-    """The pieces that no other piece of the same quantity provably dominates.
-
-    p is dominated by another piece q when p - q <= 0 follows from one or two forms
-    known to be <= 0 (or is a nonpositive constant). Directions are compared by an
-    integer key (digits of a balanced base wide enough for every difference met
-    here), which is linear: key(p - q) = key(p) - key(q), so looking for two known
-    forms that add up to a gap is one subtraction and one set look-up per form.
-    """
-    widest = max((abs(v) for c, _ in pieces for v in c), default=0)
-    widest_known = max((abs(v) for c in known for v in c), default=0)
-    base = 2 * (2 * widest + widest_known) + 3
-
-    def key(direction: tuple[int, ...]) -> int:
-        return sum(v * base**i for i, v in enumerate(direction))
-
-    known_keys = {key(c): k for c, k in known.items()}
-    known_items = list(known_keys.items())
-    keys = {piece: key(piece[0]) for piece in pieces}
+def _undominated(pieces: list[Vector], known: _Known) -> list[Vector]:
+    """The pieces that no other piece of the same quantity provably dominates
+    (p is dominated by q when ``known`` shows p - q <= 0)."""
     kept = list(pieces)
     for piece in list(kept):
         for other in kept:
-            if other is piece:
-                continue
-            gap = (keys[piece] - keys[other], piece[1] - other[1])
-            if _follows(gap, known_keys, known_items):
+            if other is not piece and known.shows_nonpositive(piece, other):
                 kept.remove(piece)
                 break
     return kept
 
 
-def _follows(gap: tuple[int, int], known: dict, known_items: list) -> bool:
-    """Whether gap <= 0 follows from at most two known nonpositive forms."""
-    gap_key, gap_k = gap
-    if gap_key == 0:
-        return gap_k <= 0
-    if gap_key in known and gap_k <= known[gap_key]:
-        return True
-    for direction, constant in known_items:
-        rest = gap_key - direction
-        if rest == 0:
-            if gap_k - constant <= 0:
-                return True
-        elif rest in known and gap_k - constant <= known[rest]:
+class _Known:
+    """Forms known to be <= 0, and what follows from one or two of them.
+
+    p - q <= 0 follows when its direction is that of one known form, or the sum of
+    two, with a constant no larger than theirs (or when it is a nonpositive
+    constant). Directions are compared by an integer key (digits of a balanced
+    base wide enough for every sum and difference met here), which is linear:
+    key(p - q) = key(p) - key(q), so each test is a subtraction and a look-up in a
+    table of the known forms' keys and, built on first need, of the keys of their
+    pairwise sums.
+    """
+
+    def __init__(self, known: dict) -> None:
+        # the pieces tested are forms of Theta(1) quantities, whose directions are
+        # all among the known ones, so every digit met is at most twice the widest
+        widest = max((abs(v) for c in known for v in c), default=0)
+        self.base = 4 * widest + 3
+        self._keys: dict[tuple[int, ...], int] = {}
+        self.single = {self.key(c): k for c, k in known.items()}
+        self._pairs: dict[int, int] | None = None
+
+    def key(self, direction: tuple[int, ...]) -> int:
+        if direction not in self._keys:
+            self._keys[direction] = sum(
+                v * self.base**i for i, v in enumerate(direction)
+            )
+        return self._keys[direction]
+
+    @property
+    def pairs(self) -> dict[int, int]:
+        """Key of the sum of two known forms -> the largest constant of such a sum."""
+        if self._pairs is None:
+            items = list(self.single.items())
+            pairs: dict[int, int] = {}
+            for i, (key_a, k_a) in enumerate(items):
+                for key_b, k_b in items[i:]:
+                    total, k = key_a + key_b, k_a + k_b
+                    if pairs.get(total, k) <= k:
+                        pairs[total] = k
+            self._pairs = pairs
+        return self._pairs
+
+    def shows_nonpositive(self, p: Vector, q: Vector) -> bool:
+        """Whether p - q <= 0 follows from at most two known forms."""
+        gap_key, gap_k = self.key(p[0]) - self.key(q[0]), p[1] - q[1]
+        if gap_key == 0:
+            return gap_k <= 0
+        if gap_k <= self.single.get(gap_key, gap_k - 1):
             return True
-    return False
+        return gap_k <= self.pairs.get(gap_key, gap_k - 1)
 
 
 # -- the tight pieces: exact elimination, one equation at a time ---------------------
@@ -364,6 +380,10 @@ class _Search:
         self.inequalities = inequalities
         self.solutions: list[tuple[Fraction, ...]] = []
         self._leaves: dict[tuple, tuple | None] = {}
+        # equation systems met more than once (by different choices) are
+        # restricted and tested once
+        self._restricted: dict[tuple, list[polyhedra.Row] | None] = {}
+        self._possible_at: dict[tuple, bool] = {}
 
     def walk(self, choices: list[list[Vector]], equations: _Equations) -> None:
         if not choices:
@@ -375,16 +395,30 @@ class _Search:
                 continue
             self.walk(choices[1:], more)
 
+    def _restrict(self, equations: _Equations) -> list[polyhedra.Row] | None:
+        """The inequalities over the free unknowns once the equations hold, as
+        distinct rows; None when one of them fails whatever the free unknowns are.
+        """
+        key = equations.key()
+        if key not in self._restricted:
+            # substitution maps many inequalities to the same row: keep each once
+            rows = dict.fromkeys(equations.substitute(self.inequalities))
+            if any(not any(a) and k > 0 for a, k in rows):
+                self._restricted[key] = None
+            else:
+                self._restricted[key] = [polyhedra.row(a, k) for a, k in rows if any(a)]
+        return self._restricted[key]
+
     def _possible(self, equations: _Equations) -> bool:
         if len(equations.free) > 2:
             return True  # elimination over many unknowns costs more than it saves
-        rows = equations.substitute(self.inequalities)
-        if any(not any(a) and k > 0 for a, k in rows):
-            return False
-        if not equations.free:
-            return True
-        bounding = [polyhedra.row(a, k) for a, k in rows if any(a)]
-        return polyhedra.feasible(bounding) is not False
+        key = equations.key()
+        if key not in self._possible_at:
+            bounding = self._restrict(equations)
+            self._possible_at[key] = bounding is not None and (
+                not equations.free or polyhedra.feasible(bounding) is not False
+            )
+        return self._possible_at[key]
 
     def _leaf(self, equations: _Equations) -> None:
         key = equations.key()
@@ -395,13 +429,12 @@ class _Search:
             self.solutions.append(point)
 
     def _solve(self, equations: _Equations) -> tuple[Fraction, ...] | None:
-        rows = equations.substitute(self.inequalities)
-        if any(not any(a) and k > 0 for a, k in rows):
+        bounding = self._restrict(equations)
+        if bounding is None:
             return None  # an inequality fails whatever the free unknowns are
         if not equations.free:
             return equations.point({})
         # each free unknown in turn at its smallest value the inequalities allow
-        bounding = [polyhedra.row(a, k) for a, k in rows if any(a)]
         if not bounding:
             return None  # nothing bounds the free directions
         values = polyhedra.lexmin(bounding, len(equations.free))
