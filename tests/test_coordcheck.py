@@ -173,6 +173,51 @@ def test_dtp_with_last_layer_b_one_shrinks_feature_changes():
         assert slope == pytest.approx(-0.5, abs=0.25)
 
 
+def test_b_last_one_shrinks_tp_targets_but_plain_tp_keeps_a_reconstruction_bias():
+    # THEORY.md 5: with b_L = 1 the targets' error-driven displacement -Q_L e shrinks
+    # like M^{-1/2}. Plain TP's ridge map also moves the target by the reconstruction
+    # bias Q_L f - u_(L-1) = -mu U (F^T F + mu)^{-1}, Theta(1) once F^T F ~ 1/M << mu,
+    # so plain TP's hidden layer keeps moving by Theta(1); DTP's difference removes it.
+    from muptheory.simulate import Architecture, Simulator
+    from muptheory.simulate.network import activation_fn, forward
+    from muptheory.simulate.precision import precision
+    from muptheory.simulate.tp import ridge_targets
+    from muptheory.symbolic import coord_exponents
+
+    data, widths = Data(n=16, d=16, c=4), [64, 128, 256, 512, 1024]
+    param = Parameterization(b=("1/2", "1/2", "1"), c=(0, 1, 1))
+    for method, bias_exponent in (("tp", 0.0), ("dtp", None)):
+        config = MethodConfig.create(method)
+        predicted = coord_exponents(config, param, depth=3, step=1)
+        assert predicted[("delta_h", 2)] == (0 if method == "tp" else Fraction(-1, 2))
+        driven, bias = np.zeros((len(widths), 4)), np.zeros((len(widths), 4))
+        for i, width in enumerate(widths):
+            arch = Architecture(width=width, depth=3, input_dim=16, n_outputs=4)
+            sim = Simulator(config, param, arch, lr=0.1, dtype="float64")
+            for seed in range(4):
+                with precision("float64"):
+                    Ws = sim.effective(sim.init(seed))
+                    ff = forward(Ws, data.x_train, activation_fn("tanh"))
+                    difference = method == "dtp"
+                    with_error = ridge_targets(
+                        ff, data.y_train, mu=sim.mu, difference=difference
+                    )[-2]
+                    # y = f: no error, so only the map's own bias moves the target
+                    no_error = ridge_targets(
+                        ff, ff.pre[-1], mu=sim.mu, difference=difference
+                    )[-2]
+                driven[i, seed] = np.sqrt(np.mean((with_error - no_error) ** 2))
+                bias[i, seed] = np.sqrt(np.mean((no_error - ff.pre[-2]) ** 2))
+        slope, low, high = fit_exponent(widths, driven)
+        assert slope == pytest.approx(-0.5, abs=0.1), (method, slope)
+        if bias_exponent is None:
+            np.testing.assert_allclose(bias, 0.0, atol=1e-12)
+        else:
+            slope, low, high = fit_exponent(widths, bias)
+            assert slope == pytest.approx(bias_exponent, abs=0.05), slope
+            assert bias.min() > 0.3  # Theta(1), the size of u_(L-1) itself
+
+
 def test_divergence_is_reported_and_kept_out_of_fits():
     settings = CoordCheckSettings(
         widths=(32, 64, 128, 256), seeds=2, steps=4, activation="linear", lr=100.0
