@@ -119,6 +119,12 @@ def _rescaled(forms: tuple, factor: int) -> tuple:
     )
 
 
+@functools.cache
+def _forms_over(size: Size, scale: int) -> tuple:
+    """The forms of ``size`` over the denominator ``scale`` (a multiple of its own)."""
+    return _rescaled(size.forms, scale // size.scale)
+
+
 def _reduced(forms: tuple, scale: int) -> Size:
     """The size of ``forms`` over ``scale``, with the smallest scale that keeps
     every number an integer (so equal sizes are equal tuples)."""
@@ -153,8 +159,7 @@ def _largest_per_direction(forms, into: dict) -> dict:
 def _product(x: Size, y: Size) -> Size:
     """The forms of a product of sizes: every sum of a form of each."""
     scale = math.lcm(x.scale, y.scale)
-    xs = _rescaled(x.forms, scale // x.scale)
-    ys = _rescaled(y.forms, scale // y.scale)
+    xs, ys = _forms_over(x, scale), _forms_over(y, scale)
     forms: dict = {}
     for dx, kx in xs:
         for dy, ky in ys:
@@ -168,8 +173,8 @@ def _product(x: Size, y: Size) -> Size:
 def _maximum(x: Size, y: Size) -> Size:
     """The forms of a sum of sizes: both sets, the larger constant per direction."""
     scale = math.lcm(x.scale, y.scale)
-    forms = _largest_per_direction(_rescaled(x.forms, scale // x.scale), {})
-    _largest_per_direction(_rescaled(y.forms, scale // y.scale), forms)
+    forms = _largest_per_direction(_forms_over(x, scale), {})
+    _largest_per_direction(_forms_over(y, scale), forms)
     return _reduced(tuple(sorted(forms.items())), scale)
 
 
@@ -194,8 +199,27 @@ def _times_width(size: Size, power) -> Size:
     shift = Fraction(str(power)) if not isinstance(power, Fraction) else power
     scale = math.lcm(size.scale, shift.denominator)
     step = shift.numerator * (scale // shift.denominator)
-    forms = _rescaled(size.forms, scale // size.scale)
+    forms = _forms_over(size, scale)
     return _reduced(tuple((d, k + step) for d, k in forms), scale)
+
+
+@functools.cache
+def _squared(size: Size) -> Size:
+    if size.scale % 2 == 0:
+        return Size(size.forms, size.scale // 2)
+    return Size(_rescaled(size.forms, 2), size.scale)
+
+
+@functools.cache
+def _inverse(size: Size) -> Size:
+    ((direction, constant),) = size.forms
+    negated = tuple((name, -value) for name, value in direction)
+    return Size(((negated, -constant),), size.scale)
+
+
+@functools.cache
+def _pieces(size: Size) -> tuple[Size, ...]:
+    return tuple(_reduced((form,), size.scale) for form in size.forms)
 
 
 def clear_caches() -> None:
@@ -204,6 +228,10 @@ def clear_caches() -> None:
         _size_of,
         _times_width,
         _add_directions,
+        _forms_over,
+        _squared,
+        _inverse,
+        _pieces,
         _product,
         _maximum,
         _linear,
@@ -231,6 +259,12 @@ class Size:
     forms: tuple  # sorted ((direction, constant), ...), integers over ``scale``
     scale: int = 1
 
+    def __hash__(self) -> int:
+        # sizes are the keys of the memoized operations: hash the forms once
+        if "_hash" not in self.__dict__:
+            self.__dict__["_hash"] = hash((self.forms, self.scale))
+        return self.__dict__["_hash"]
+
     @classmethod
     def of(cls, *exponents) -> Size:
         return _size_of(exponents)
@@ -248,9 +282,7 @@ class Size:
     def squared(self) -> Size:
         """This size squared. Cross terms t_i + t_j never exceed max(2 t_i, 2 t_j),
         so only the doubled terms are kept."""
-        if self.scale % 2 == 0:
-            return Size(self.forms, self.scale // 2)
-        return Size(_rescaled(self.forms, 2), self.scale)
+        return _squared(self)
 
     def times_width(self, power) -> Size:
         """This size times M^power."""
@@ -272,13 +304,11 @@ class Size:
         """1 / (this size); defined for one-term sizes only."""
         if len(self.forms) != 1:
             raise ValueError("only a one-term size has a max-plus inverse")
-        ((direction, constant),) = self.forms
-        negated = tuple((name, -value) for name, value in direction)
-        return Size(((negated, -constant),), self.scale)
+        return _inverse(self)
 
-    def pieces(self) -> list[Size]:
+    def pieces(self) -> tuple[Size, ...]:
         """Each linear form as a one-term size."""
-        return [_reduced((form,), self.scale) for form in self.forms]
+        return _pieces(self)
 
     @property
     def terms(self) -> list[sympy.Expr]:

@@ -178,7 +178,7 @@ def tie_set(
             if equations is None:
                 return None  # no solution at all: ``solve`` says so quickly
     for size in assumptions:
-        if equations.add(*space.vectors(size)) is not equations:
+        if not equations.implies(*space.vectors(size)):
             return None
     return equations.key()
 
@@ -301,8 +301,8 @@ class _Equations:
         self.rows: dict[int, tuple[int, ...]] = rows or {}
         self.free = [i for i in range(n) if i not in self.rows]
 
-    def add(self, equation: Vector) -> _Equations | None:
-        """These equations and one more; None when they are inconsistent."""
+    def _reduced(self, equation: Vector) -> tuple[int, ...]:
+        """The equation (coefficients then constant) with every pivot eliminated."""
         coefficients, constant = equation
         e = (*coefficients, constant)
         for col, r in self.rows.items():
@@ -310,6 +310,15 @@ class _Equations:
                 e = _primitive(
                     [r[col] * x - e[col] * y for x, y in zip(e, r, strict=True)]
                 )
+        return e
+
+    def implies(self, equation: Vector) -> bool:
+        """Whether every solution of these equations meets ``equation`` too."""
+        return not any(self._reduced(equation))
+
+    def add(self, equation: Vector) -> _Equations | None:
+        """These equations and one more; None when they are inconsistent."""
+        e = self._reduced(equation)
         lead = next((i for i in range(self.n) if e[i]), None)
         if lead is None:
             return self if e[self.n] == 0 else None
