@@ -60,9 +60,9 @@ def test_pc_gamma_bar_minus_one_departs_from_sgd():
     assert np.max(np.abs(a.f_train - b.f_train)) > 0.05
 
 
-def test_simulated_pc_interpolation_widths_converge_like_inverse_sqrt_width():
-    # pc_cos_gd is a few numbers per step (one per layer), so it needs more seeds
-    # than the outputs for a steady slope.
+def test_simulated_pc_depth_three_converges_like_inverse_sqrt_width():
+    # Quantities with many entries per step: outputs, kernels, M C_gamma and the
+    # output error (I + C_gamma)^{-1} e; 48 seeds give slopes within about 0.03.
     pc = MethodConfig.create("pc", gamma0=2.0, gamma_bar_last=-1)
     result = convergence(
         pc,
@@ -71,9 +71,45 @@ def test_simulated_pc_interpolation_widths_converge_like_inverse_sqrt_width():
         depth=3,
         steps=4,
         lr=0.1,
-        widths=[64, 128, 256, 512, 1024],
-        seeds=32,
-        quantities=("f_train", "kernels", "pc_cos_gd", "c_gamma_scaled"),
+        widths=[32, 64, 128, 256, 512],
+        seeds=48,
+        quantities=(
+            "f_train",
+            "f_test",
+            "kernels",
+            "c_gamma_scaled",
+            "pc_output_error",
+        ),
+    )
+    for name, slope in result.slopes.items():
+        assert -0.6 <= slope <= -0.4, (name, slope, result.errors[name])
+
+
+def test_simulated_pc_loss_and_update_geometry_converge_like_inverse_sqrt_width():
+    # The loss and the per-layer cosines and update norms are a few numbers per
+    # step: each seed's error is close to |Gaussian| (sd / mean ~ 0.75), so the seed
+    # mean needs ~128 seeds for a slope standard error of ~0.02. One hidden layer
+    # makes a seed cost O(M), so the widths can reach 4096, where the cosines'
+    # M^{-1} part (a cosine is quadratic near its maximum) no longer bends the fit;
+    # over 32..1024 at depth 3 it steepens their slope to about -0.6.
+    pc = MethodConfig.create("pc", gamma0=2.0, gamma_bar_last=-1)
+    result = convergence(
+        pc,
+        maximal_update(pc),
+        TASK,
+        depth=2,
+        steps=4,
+        lr=0.1,
+        widths=[128, 256, 512, 1024, 2048, 4096],
+        seeds=128,
+        quantities=(
+            "loss",
+            "f_test",
+            "pc_cos_gd",
+            "pc_cos_gnt",
+            "pc_update_norms",
+            "pc_output_error",
+        ),
     )
     for name, slope in result.slopes.items():
         assert -0.6 <= slope <= -0.4, (name, slope, result.errors[name])
@@ -105,13 +141,19 @@ def test_first_layer_cosines_follow_the_one_hidden_layer_closed_form():
         return inner(a, b) / np.sqrt(inner(a, a) * inner(b, b))
 
     for gamma0 in (0.01, 0.3, 1.0, 7.0, 100.0):
-        eq = pc_equilibrium(state, config, z, task.y_train, gamma0=gamma0, with_gn=True)
+        eq = pc_equilibrium(
+            state, config, z, task.y_train, gamma0=gamma0, with_gn=True, with_gnt=True
+        )
         A = np.linalg.solve(np.eye(10) + gamma0 * chat, E)
         assert eq.cos_gd[0] == pytest.approx(cos(A, E), abs=1e-10)
-        assert eq.cos_gn[0] == pytest.approx(
-            cos(A, np.linalg.solve(chat, E)), abs=1e-10
-        )
+        gn = cos(A, np.linalg.solve(chat, E))
+        assert eq.cos_gn[0] == pytest.approx(gn, abs=1e-10)
+        # one hidden layer: GNT's first-layer target h - B (B^T B)^{-1} e is the GN
+        # end, and its output target f - e makes its last-layer step BP's
+        assert eq.cos_gnt[0] == pytest.approx(gn, abs=1e-10)
+        assert eq.cos_gnt[1] == pytest.approx(eq.cos_gd[1], abs=1e-12)
         np.testing.assert_allclose(eq.c_gamma_scaled, gamma0 * chat, atol=1e-12)
+        np.testing.assert_allclose(eq.output_error, A, atol=1e-12)
 
 
 @pytest.mark.parametrize("depth", [2, 3])
@@ -142,7 +184,32 @@ def test_interpolation_is_monotone_for_one_hidden_layer():
     )
     assert np.all(np.diff(result.cos_gd[:, 0]) <= 1e-12)
     assert np.all(np.diff(result.cos_gn[:, 0]) >= -1e-12)
+    # one hidden layer: the GNT update's first layer is the GN end
+    np.testing.assert_allclose(result.cos_gnt[:, 0], result.cos_gn[:, 0], atol=1e-12)
     assert result.cos_gd[-1, 0] < 0.97
+    # continuous: neighbours five per decade apart move the cosines by little
+    assert np.max(np.abs(np.diff(result.cos_gd[:, 0]))) < 0.03
+    assert np.max(np.abs(np.diff(result.cos_gn[:, 0]))) < 0.03
+
+
+def test_output_error_shrinks_monotonically_with_gamma0():
+    # (I + gamma0 S)^{-1} e with S positive definite: every eigencomponent of e is
+    # divided by 1 + gamma0 s_i, so |output error| does not increase with gamma0,
+    # at any depth; gamma0 -> 0 gives e.
+    state, task, z = _state(3, 20)
+    config = MethodConfig.create("pc", gamma_bar_last=-1)
+    geo = pc_geometry(state)
+    norms = [
+        np.linalg.norm(
+            pc_equilibrium(
+                state, config, z, task.y_train, gamma0=g, geometry=geo
+            ).output_error
+        )
+        for g in np.logspace(-3, 3, 13)
+    ]
+    assert np.all(np.diff(norms) < 0)
+    e = geo.output @ z.T - task.y_train.T
+    assert norms[0] == pytest.approx(np.linalg.norm(e), rel=1e-2)
 
 
 def test_at_initialization_every_first_layer_direction_coincides():
@@ -157,3 +224,88 @@ def test_at_initialization_every_first_layer_direction_coincides():
     np.testing.assert_allclose(
         result.gn_matrix_eigs, result.gn_matrix_eigs[0], atol=1e-12
     )
+
+
+def _frobenius_cos(K_back, a, b, K_in):
+    """cos of sum_p (B a_p) u_p^T and sum_p (B b_p) u_p^T given <B a, B b> =
+    a^T K_back b and <u_p, u_q> = K_in[p, q]."""
+
+    def inner(u, v):
+        return np.trace(u.T @ K_back @ v @ K_in)
+
+    return inner(a, b) / np.sqrt(inner(a, a) * inner(b, b))
+
+
+def test_depth_three_gnt_end_points_follow_closed_forms():
+    # Per layer l < L, with K_l = B_l^T B_l, E = [e_p] and H the feature kernel of
+    # layer l-1: GD moves along sum_p (B_l e_p) h_p^T, GNT along
+    # sum_p (B_l K_l^{-1} e_p) h_p^T, so
+    #   cos(GD, GNT) = tr(E^T E H) / sqrt(tr(E^T K_l E H) tr(E^T K_l^{-1} E H));
+    # gamma0 -> 0 is the GD end, so cos(PC, GNT) tends to it. As gamma0 -> infinity
+    # PC's first layer moves along sum_p (B_1 S^{-1} e_p) z_p^T, S = sum_l K_l.
+    state, task, z = _state(3, 20)
+    geo = pc_geometry(state)
+    E = geo.output @ z.T - task.y_train.T
+    feature = [z @ z.T] + [
+        state.inner(k, geo.forward[k] @ z.T, geo.forward[k] @ z.T) for k in (1, 2)
+    ]
+    config = MethodConfig.create("pc", gamma_bar_last=-1)
+    small = pc_equilibrium(state, config, z, task.y_train, gamma0=1e-9, with_gnt=True)
+    for layer in (1, 2):
+        K = geo.kernels[layer - 1]
+        expected = _frobenius_cos(K, E, np.linalg.solve(K, E), feature[layer - 1])
+        assert small.cos_gnt[layer - 1] == pytest.approx(expected, abs=1e-7)
+    assert small.cos_gnt[2] == pytest.approx(1.0, abs=1e-7)  # last layer: GNT = GD
+    np.testing.assert_allclose(small.output_error, E, atol=1e-7)
+
+    large = pc_equilibrium(state, config, z, task.y_train, gamma0=1e9, with_gnt=True)
+    S = sum(geo.kernels)
+    K1 = geo.kernels[0]
+    expected = _frobenius_cos(
+        K1, np.linalg.solve(S, E), np.linalg.solve(K1, E), feature[0]
+    )
+    assert large.cos_gnt[0] == pytest.approx(expected, abs=1e-7)
+    # gamma0 (I + gamma0 S)^{-1} e -> S^{-1} e
+    np.testing.assert_allclose(
+        1e9 * large.output_error, np.linalg.solve(S, E), rtol=1e-6, atol=1e-8
+    )
+    # in depth 3 the GNT update is not PC's Gauss-Newton end
+    assert expected < 0.999
+
+
+def test_pc_output_error_at_initialization_is_the_error_over_one_plus_gamma0_s():
+    # At initialization under muP, M W_{L:l+1} W_{L:l+1}^T -> sigma^{2(L-l)} I and
+    # f -> 0, so (I + C_gamma)^{-1} e = -y / (1 + gamma0 sum_l sigma^{2(L-l)}).
+    depth, sigma, gamma0 = 3, 0.8, 2.5
+    pc = MethodConfig.create("pc", gamma0=gamma0, gamma_bar_last=-1)
+    run = limit_dynamics(
+        pc, maximal_update(pc), TASK, depth=depth, steps=0, lr=0.1, sigma=sigma
+    )
+    s = sum(sigma ** (2 * (depth - k)) for k in range(1, depth))
+    np.testing.assert_allclose(
+        run.pc_output_error[0], -TASK.y_train / (1 + gamma0 * s), atol=1e-12
+    )
+
+
+def test_pc_update_norms_at_initialization_follow_closed_forms():
+    # L = 2 at initialization (f = 0, e = -y, B_1 = sigma omega, <h_p, h_q> =
+    # sigma^2 x_p.x_q / d, <h, B eps> = 0): eps_p = y_p / (1 + gamma0 sigma^2) and
+    #   first: |Delta W_1| / sqrt(M) = (eta gamma0 sigma / P) |sum_p eps_p x_p^T|_F
+    #   last:  sqrt(M) |Delta W_2| = (eta / P) sqrt(sum_pq (eps_p.eps_q)
+    #          (sigma^2 x_p.x_q / d + gamma0^2 sigma^2 eps_p.eps_q))
+    # with v_1 = h_1 + gamma0 B_1 eps the activities the last layer's update uses.
+    sigma, gamma0, lr = 0.9, 1.5, 0.1
+    pc = MethodConfig.create("pc", gamma0=gamma0, gamma_bar_last=-1)
+    run = limit_dynamics(
+        pc, maximal_update(pc), TASK, depth=2, steps=0, lr=lr, sigma=sigma
+    )
+    X, P, d = TASK.x_train, TASK.x_train.shape[0], TASK.input_dim
+    eps = TASK.y_train / (1 + gamma0 * sigma**2)
+    first = lr * gamma0 * sigma / P * np.linalg.norm(eps.T @ X)
+    ee = eps @ eps.T
+    last = (
+        lr
+        / P
+        * np.sqrt(np.sum(ee * (sigma**2 * X @ X.T / d + gamma0**2 * sigma**2 * ee)))
+    )
+    np.testing.assert_allclose(run.pc_update_norms[0], [first, last], rtol=1e-12)

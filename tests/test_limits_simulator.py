@@ -37,7 +37,14 @@ def test_simulator_and_numpy_reference_agree_step_by_step(method, options, lr_mu
     )
     for sim in runs:
         ref = finite_dynamics(config, param, TASK, weights=sim.weights0, **common)
-        fields = FIELDS + (("pc_cos_gd", "c_gamma_scaled") if method == "pc" else ())
+        pc_fields = (
+            "pc_cos_gd",
+            "c_gamma_scaled",
+            "pc_cos_gnt",
+            "pc_update_norms",
+            "pc_output_error",
+        )
+        fields = FIELDS + (pc_fields if method == "pc" else ())
         for name in fields:
             np.testing.assert_allclose(
                 getattr(sim, name), getattr(ref, name), atol=1e-10, rtol=0, err_msg=name

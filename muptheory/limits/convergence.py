@@ -4,8 +4,17 @@ For each width M and seed, the JAX simulator (``muptheory.simulate.Simulator``, 
 by ``muptheory.limits.simulated``: linear activation, float64, full batch) trains a
 network with the limit's rule, parameterization, init scale and learning rates, and
 the error of a quantity is its largest absolute deviation over training steps and
-entries, max_t |q_M(t) - q_inf(t)|. Errors are averaged over seeds (they are fluctuations of size M^{-1/2} with a random sign, so the mean of
-their magnitude keeps that size) and fitted as log err = a + slope log M.
+entries, max_t |q_M(t) - q_inf(t)|. Errors are averaged over seeds (they are
+fluctuations of size M^{-1/2} with a random sign, so the mean of their magnitude
+keeps that size) and fitted as log err = a + slope log M.
+
+The seed mean is a sample mean, so the slope has a standard error that the seed
+spread gives (delta method): Var log(mean) ~ (sd / mean)^2 / K at each width with K
+seeds, and the least-squares slope's variance is
+sum_i (x_i - x_bar)^2 Var_i / (sum_i (x_i - x_bar)^2)^2 with x = log M. A quantity
+with few entries per step, the training loss above all, has a per-seed error close
+to |Gaussian| (sd / mean about 0.75), so it needs many seeds: 128 seeds over six
+widths a factor 2 apart give a standard error of 0.02 to 0.03.
 
 When the limit's output at initialization is random (b_L = 1/2, TP/DTP), each seed's
 limit is conditioned on that network's own output map at initialization, so the
@@ -17,7 +26,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -35,6 +44,13 @@ QUANTITIES: tuple[str, ...] = (
     "loss",
     "kernels",
     "pc_cos_gd",
+    "pc_cos_gnt",
+    "c_gamma_scaled",
+    "pc_output_error",
+    "pc_update_norms",
+)
+# Quantities only PC records.
+PC_QUANTITIES: tuple[str, ...] = tuple(q for q in QUANTITIES if q.startswith("pc_")) + (
     "c_gamma_scaled",
 )
 _LIMIT_NAME = {"c_gamma_scaled": "pc_c_gamma"}
@@ -52,12 +68,15 @@ class Convergence:
         slopes: quantity -> fitted slope of log error against log width, or None
             when the error is below ``EXACT`` at every width (exact at finite width).
         seeds: number of seeds per width.
+        slope_errors: quantity -> standard error of the slope from the seed spread
+            (None where the slope is None or there is one seed).
     """
 
     widths: list[int]
     errors: dict[str, list[float]]
     slopes: dict[str, float | None]
     seeds: int
+    slope_errors: dict[str, float | None] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {
@@ -65,6 +84,7 @@ class Convergence:
             "seeds": self.seeds,
             "errors": self.errors,
             "slopes": self.slopes,
+            "slope_errors": self.slope_errors,
         }
 
 
@@ -82,6 +102,28 @@ def fit_slope(widths: Sequence[float], errors: Sequence[float]) -> float:
     if widths.size < 5:
         warnings.warn(f"slope fitted over only {widths.size} widths", stacklevel=2)
     return float(np.polyfit(np.log(widths), np.log(errors), 1)[0])
+
+
+def slope_error(widths: Sequence[float], per_seed: Sequence[Sequence[float]]) -> float:
+    """Standard error of ``fit_slope`` on seed means, from the seed spread.
+
+    Args:
+        widths: the widths.
+        per_seed: per width, the errors of the individual seeds (two or more).
+
+    Returns:
+        sqrt(sum_i (x_i - x_bar)^2 v_i) / sum_i (x_i - x_bar)^2 with x = log M and
+        v_i = (sd_i / mean_i)^2 / K_i, the variance of log(mean) by the delta method.
+    """
+    x = np.log(np.asarray(widths, dtype=float))
+    dev = x - x.mean()
+    var = []
+    for errs in per_seed:
+        errs = np.asarray(errs, dtype=float)
+        if errs.size < 2 or errs.mean() <= 0:
+            raise InvalidInputError("slope_error needs two or more positive errors")
+        var.append((errs.std(ddof=1) / errs.mean()) ** 2 / errs.size)
+    return float(np.sqrt(np.sum(dev**2 * np.array(var))) / np.sum(dev**2))
 
 
 def convergence(
@@ -108,7 +150,7 @@ def convergence(
         widths: the widths M (five or more for a slope the acceptance rule accepts).
         seeds: networks per width; network s at width M uses seed
             1000 (first_seed + s) + M.
-        quantities: names from ``QUANTITIES`` (pc_cos_gd and c_gamma_scaled: PC).
+        quantities: names from ``QUANTITIES`` (``PC_QUANTITIES``: PC only).
         first_seed: shifts the seeds, to check that a slope is not one draw's luck.
 
     Returns:
@@ -132,6 +174,7 @@ def convergence(
         else limit_dynamics(config, parameterization, task, **common)
     )
     errors = {name: [] for name in quantities}
+    spread = {name: [] for name in quantities}
     for width in widths:
         per_seed = {name: [] for name in quantities}
         runs = simulated_dynamics(
@@ -163,9 +206,16 @@ def convergence(
                 per_seed[name].append(float(np.max(np.abs(a - b))))
         for name in quantities:
             errors[name].append(float(np.mean(per_seed[name])))
+            spread[name].append(per_seed[name])
         logger.info("width %d: %s", width, {k: v[-1] for k, v in errors.items()})
     slopes = {
         name: None if max(errors[name]) < EXACT else fit_slope(widths, errors[name])
         for name in quantities
     }
-    return Convergence(list(map(int, widths)), errors, slopes, seeds)
+    slope_errors = {
+        name: None
+        if slopes[name] is None or seeds < 2
+        else slope_error(widths, spread[name])
+        for name in quantities
+    }
+    return Convergence(list(map(int, widths)), errors, slopes, seeds, slope_errors)

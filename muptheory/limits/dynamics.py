@@ -66,7 +66,14 @@ class LimitTrajectory:
             training inputs, (T+1, L-1, P, P), layers 1..L-1.
         pc_cos_gd: PC only: per-layer cosine between PC's update and BP's
             gradient at each state, (T+1, L); None for other rules.
+        pc_cos_gnt: PC only: per-layer cosine between PC's update and the
+            Gauss-Newton-target update with lambda -> 0, (T+1, L).
         pc_c_gamma: PC only: lim M^{1+delta} C_gamma at each state, (T+1, C, C).
+        pc_output_error: PC only: the output error at the equilibrium,
+            (I + C_gamma)^{-1} e per training point, (T+1, P, C).
+        pc_update_norms: PC only: per-layer Frobenius norm of the weight update
+            PC makes from each state, in Theta(1) units: |Delta W_1|_F / sqrt(M),
+            |Delta W_l|_F for hidden l, sqrt(M) |Delta W_L|_F; (T+1, L).
         basis_sizes: directions per hidden layer at the end (cost indicator).
         state: the final ``LimitState`` (for ``pc_equilibrium``).
     """
@@ -79,6 +86,9 @@ class LimitTrajectory:
     kernels: np.ndarray
     pc_cos_gd: np.ndarray | None = None
     pc_c_gamma: np.ndarray | None = None
+    pc_cos_gnt: np.ndarray | None = None
+    pc_output_error: np.ndarray | None = None
+    pc_update_norms: np.ndarray | None = None
     basis_sizes: list[int] = field(default_factory=list)
     state: LimitState | None = None
 
@@ -97,6 +107,8 @@ class LimitTrajectory:
         }
         if self.pc_cos_gd is not None:
             out["pc_cos_gd_by_layer"] = self.pc_cos_gd.tolist()
+            out["pc_cos_gnt_by_layer"] = self.pc_cos_gnt.tolist()
+            out["pc_update_norms_by_layer"] = self.pc_update_norms.tolist()
         return out
 
 
@@ -272,10 +284,26 @@ class _Runner:
         if self.config.method == "pc":
             from muptheory.limits.pc import pc_equilibrium
 
-            eq = pc_equilibrium(state, self.config, self.z_train, self.y_train)
+            eq = pc_equilibrium(
+                state, self.config, self.z_train, self.y_train, with_gnt=True
+            )
             record["pc_cos_gd"] = eq.cos_gd
+            record["pc_cos_gnt"] = eq.cos_gnt
             record["pc_c_gamma"] = eq.c_gamma_scaled
+            record["pc_output_error"] = eq.output_error.T.copy()
+            record["pc_update_norms"] = np.array(
+                [
+                    _update_norm(state, layer, left, right)
+                    for layer, left, right in _pc_updates(self, eq)
+                ]
+            )
         return record
+
+
+def _update_norm(state: LimitState, layer: int, left, right) -> float:
+    """|sum_k left_k right_k^T| in limit units: sum_kk' <l_k, l_k'> <r_k, r_k'>."""
+    inner = state.inner(layer, left, left) * state.inner(layer - 1, right, right)
+    return float(np.sqrt(max(np.sum(inner), 0.0)))
 
 
 def _bp_step(run: _Runner) -> None:
@@ -298,19 +326,24 @@ def _pc_step(run: _Runner) -> None:
     from muptheory.limits.pc import pc_equilibrium
 
     run.forward()
-    state, L, P = run.state, run.state.depth, run.P
-    eq = pc_equilibrium(state, run.config, run.z_train, run.y_train)
+    eq = pc_equilibrium(run.state, run.config, run.z_train, run.y_train)
+    for layer, left, right in _pc_updates(run, eq):
+        if np.any(left):  # a dropped layer (zero step) adds nothing
+            run.state.add_update(layer, left, right)
+
+
+def _pc_updates(run: _Runner, eq) -> list[tuple]:
+    """PC's update of every layer as (layer, left, right), Delta W += left right^T;
+    a layer whose update the limit drops gets zero factors."""
+    L, P = run.state.depth, run.P
     gamma0 = run.config.gamma0
     updates = []
     for layer in range(1, L + 1):
         scale = gamma0 if (layer < L or run.config.last_layer_gamma) else 1.0
         step = run.lr_of(layer) * scale / P
-        if step == 0.0:
-            continue
         right = eq.activities[layer - 1] @ eq.eps_out.T  # sum_p v_{l-1}^p eps_L^p^T
         updates.append((layer, eq.back[layer] * step, right))
-    for layer, left, right in updates:
-        state.add_update(layer, left, right)
+    return updates
 
 
 def _tp_step(run: _Runner) -> None:
@@ -402,8 +435,20 @@ def _collect(method: str, records: list[dict], state: LimitState) -> LimitTrajec
     )
     if method == "pc":
         out.pc_cos_gd = stack("pc_cos_gd")
+        out.pc_cos_gnt = stack("pc_cos_gnt")
         out.pc_c_gamma = stack("pc_c_gamma")
-    for name in ("f_train", "f_test", "kernels", "pc_cos_gd", "pc_c_gamma"):
+        out.pc_output_error = stack("pc_output_error")
+        out.pc_update_norms = stack("pc_update_norms")
+    for name in (
+        "f_train",
+        "f_test",
+        "kernels",
+        "pc_cos_gd",
+        "pc_cos_gnt",
+        "pc_c_gamma",
+        "pc_output_error",
+        "pc_update_norms",
+    ):
         value = getattr(out, name)
         if value is not None and not np.all(np.isfinite(value)):
             bad = ~np.isfinite(value).reshape(len(value), -1).all(axis=1)

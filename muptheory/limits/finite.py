@@ -115,10 +115,18 @@ def finite_dynamics(
         f_train=stack("f_train"),
         f_test=stack("f_test"),
         kernels=stack("kernels"),
-        pc_cos_gd=stack("pc_cos_gd") if config.method == "pc" else None,
-        c_gamma_scaled=stack("c_gamma_scaled") if config.method == "pc" else None,
         output_map0=output_map0,
         weights0=weights0,
+        **{
+            name: stack(name) if config.method == "pc" else None
+            for name in (
+                "pc_cos_gd",
+                "c_gamma_scaled",
+                "pc_cos_gnt",
+                "pc_update_norms",
+                "pc_output_error",
+            )
+        },
     )
 
 
@@ -172,7 +180,18 @@ def _pc(Ws, hs, e, y, config, *, M, lrs, beta, record):
         grads.append(lrs[k - 1] * gamma / P * eps[k] @ vs[k - 1].T)
     gd = [-(back[k] @ e) @ hs[k - 1].T for k in range(1, L + 1)]
     pc = [eps[k] @ vs[k - 1].T for k in range(1, L + 1)]
+    # GNT with lambda = 0: hidden signal J^T (J J^T)^{-1} e, J = W_{L:l+1}; top e
+    gnt = [
+        -(back[k] @ np.linalg.solve(back[k].T @ back[k], e)) @ hs[k - 1].T
+        for k in range(1, L)
+    ] + [-e @ hs[L - 1].T]
     record["pc_cos_gd"] = np.array([_cos(a, b) for a, b in zip(pc, gd, strict=True)])
+    record["pc_cos_gnt"] = np.array([_cos(a, b) for a, b in zip(pc, gnt, strict=True)])
+    units = [M**-0.5] + [1.0] * (L - 2) + [M**0.5]
+    record["pc_update_norms"] = np.array(
+        [u * np.linalg.norm(g) for u, g in zip(units, grads, strict=True)]
+    )
+    record["pc_output_error"] = -eps_out.T
     return grads
 
 

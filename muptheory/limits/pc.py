@@ -10,16 +10,25 @@ and B_l = M W_{L:l+1}^T (Theta(1) coordinates under b_L = 1):
     eps_L -> -(I + [delta = -1] C_hat)^{-1} e
     v_l - h_l -> gamma0 [delta = -1] T_l eps_L,  T_1 = B_1,  T_l = W_l T_{l-1} + B_l
 
-PC's weight update of layer l points along sum_p (B_l eps_L^p) (v_{l-1}^p)^T. Two
+PC's weight update of layer l points along sum_p (B_l eps_L^p) (v_{l-1}^p)^T. Three
 reference directions at the same state:
 
 - first order (GD): -sum_p (B_l e^p) (h_{l-1}^p)^T, BP's gradient step;
-- Gauss-Newton (GN): PC's gamma0 -> infinity end at delta = -1, where
-  gamma0 eps_L -> -S^{-1} e with S = sum_{l<L} B_l^T B_l (the Gauss-Newton matrix
+- Gauss-Newton targets (GNT, Meulemans et al. 2020) with damping lambda -> 0: the
+  hidden target h_l - J_l^T (J_l J_l^T)^{-1} e with J_l = W_{L:l+1}, whose limit
+  in these units is h_l - B_l K_l^{-1} e with K_l = B_l^T B_l = lim M J_l J_l^T, and
+  the output target f - e. Each layer steps along
+  -sum_p (B_l K_l^{-1} e^p) (h_{l-1}^p)^T (l < L) and -sum_p e^p (h_{L-1}^p)^T;
+- PC's own Gauss-Newton end (GN): its gamma0 -> infinity limit at delta = -1, where
+  gamma0 eps_L -> -S^{-1} e with S = sum_{l<L} K_l (the Gauss-Newton matrix
   of the output with respect to all hidden activities), i.e.
   sum_p (B_l eps_GN^p) (h_{l-1}^p + T_{l-1} eps_GN^p)^T, eps_GN = -S^{-1} e.
-  For one hidden layer its first-layer update is exactly the Gauss-Newton-target
-  update of Meulemans et al. with zero damping.
+
+GNT preconditions layer l by its own K_l, the GN end by the sum S of all of them.
+With one hidden layer S = K_1, so the first layers' GNT and GN-end directions
+coincide; in deeper networks they differ once the K_l stop being proportional
+(at initialization under muP every K_l is a multiple of I_C and all three
+directions of the first layer coincide).
 
 Cosines are Frobenius cosines per layer, computed from limiting inner products:
 <sum a_p b_p^T, sum c_q d_q^T> = sum_pq <a_p, c_q> <b_p, d_q>.
@@ -67,8 +76,11 @@ class PCEquilibrium:
         eps_out: eps_L per training point, (C, P).
         back: B_l per layer (see ``PCGeometry``).
         activities: v_l (n_l x P) for l = 0..L-1 (v_0 = z, inputs in the basis).
-        cos_gd, cos_gn: per-layer cosines (L,) of PC's update with the GD and GN
-            directions; cos_gn is None when S is not computed.
+        output_error: (I + C_gamma)^{-1} e per training point, (C, P) (= -eps_out).
+        cos_gd, cos_gn: per-layer cosines (L,) of PC's update with the GD direction
+            and with PC's own Gauss-Newton end; cos_gn is None unless asked for.
+        cos_gnt: per-layer cosines (L,) with the Gauss-Newton-target update
+            (lambda -> 0); None unless asked for.
         grad_norms: per-layer Frobenius norms of sum_p (B_l eps^p) (v^p)^T in limit
             units (hidden layers: per M; last: per sqrt(M); first: per sqrt(M)).
     """
@@ -81,6 +93,11 @@ class PCEquilibrium:
     cos_gd: np.ndarray
     cos_gn: np.ndarray | None
     grad_norms: np.ndarray
+    cos_gnt: np.ndarray | None = None
+
+    @property
+    def output_error(self) -> np.ndarray:
+        return -self.eps_out
 
 
 def pc_geometry(state: LimitState) -> PCGeometry:
@@ -105,6 +122,7 @@ def pc_equilibrium(
     gamma0: float | None = None,
     geometry: PCGeometry | None = None,
     with_gn: bool = False,
+    with_gnt: bool = False,
 ) -> PCEquilibrium:
     """PC's limiting equilibrium quantities at ``state`` (see module docstring).
 
@@ -115,7 +133,8 @@ def pc_equilibrium(
         y_train: targets, (P, C).
         gamma0: overrides ``config.gamma0``.
         geometry: a precomputed ``pc_geometry(state)``.
-        with_gn: also compute the cosine with the Gauss-Newton direction.
+        with_gn: also compute the cosine with PC's Gauss-Newton end.
+        with_gnt: also compute the cosine with the Gauss-Newton-target update.
     """
     if config.method != "pc":
         raise InvalidInputError(
@@ -154,10 +173,29 @@ def pc_equilibrium(
             _shifted(hidden[k], geo.transfer[k], eps_gn) for k in range(1, L)
         ]
         cos_gn = _cosines(state, pc_dir, _directions(geo, eps_gn, gn_acts))
+    cos_gnt = None
+    if with_gnt:
+        cos_gnt = _cosines(state, pc_dir, gnt_directions(geo, e, hidden))
     norms = np.sqrt([_frobenius(state, k, d, d) for k, d in enumerate(pc_dir, 1)])
     return PCEquilibrium(
-        c_scaled, c_gamma, eps, geo.back, activities, cos_gd, cos_gn, norms
+        c_scaled, c_gamma, eps, geo.back, activities, cos_gd, cos_gn, norms, cos_gnt
     )
+
+
+def gnt_directions(geo: PCGeometry, e: np.ndarray, hidden: list) -> list[tuple]:
+    """Per layer the factor pair of the Gauss-Newton-target update with lambda -> 0.
+
+    Layer l < L moves along -sum_p (B_l K_l^{-1} e^p) (h_{l-1}^p)^T, the limit of
+    -J_l^T (J_l J_l^T)^{-1} e h_{l-1}^T with J_l = W_{L:l+1} (B_l = M J_l^T,
+    K_l = lim M J_l J_l^T); the last layer along -sum_p e^p (h_{L-1}^p)^T.
+    """
+    L = len(geo.back) - 1
+    out = []
+    for k in range(1, L):
+        signal = geo.back[k] @ _solve_kernel(geo.kernels[k - 1], e, what=f"K_{k}")
+        out.append((-signal, hidden[k - 1]))
+    out.append((-e, hidden[L - 1]))
+    return out
 
 
 def _shifted(h: np.ndarray, transfer: np.ndarray, eps: np.ndarray) -> np.ndarray:
@@ -165,13 +203,18 @@ def _shifted(h: np.ndarray, transfer: np.ndarray, eps: np.ndarray) -> np.ndarray
 
 
 def _solve_gn(summed: np.ndarray, e: np.ndarray) -> np.ndarray:
-    values = np.linalg.eigvalsh(summed)
+    return _solve_kernel(summed, e, what="S = sum_l K_l")
+
+
+def _solve_kernel(kernel: np.ndarray, e: np.ndarray, *, what: str) -> np.ndarray:
+    """kernel^{-1} e for a backward kernel (C x C), refusing a singular one."""
+    values = np.linalg.eigvalsh(kernel)
     if values[0] <= 1e-12 * max(values[-1], 1e-300):
         raise InvalidInputError(
-            "the Gauss-Newton matrix sum_l M W_{L:l+1} W_{L:l+1}^T is singular; the "
-            "Gauss-Newton end is undefined at this state"
+            f"the Gauss-Newton matrix {what} (from M W_{{L:l+1}} W_{{L:l+1}}^T) is "
+            "singular at this state; the Gauss-Newton direction is undefined"
         )
-    return np.linalg.solve(summed, e)
+    return np.linalg.solve(kernel, e)
 
 
 def _directions(geo: PCGeometry, eps: np.ndarray, acts: list) -> list[tuple]:
@@ -202,11 +245,14 @@ def _cosines(state: LimitState, first: list, second: list) -> np.ndarray:
 
 @dataclass
 class Interpolation:
-    """PC's cosines with GD and GN as gamma0 varies, at one trained limit state.
+    """PC's cosines with GD, GNT and its GN end as gamma0 varies, at one trained
+    limit state.
 
     Attributes:
         gamma0: the gamma0 values.
-        cos_gd, cos_gn: per-layer cosines, shape (len(gamma0), L).
+        cos_gd: per-layer cosines with BP's gradient, shape (len(gamma0), L).
+        cos_gn: per-layer cosines with PC's own Gauss-Newton end (gamma0 -> inf).
+        cos_gnt: per-layer cosines with the Gauss-Newton-target update, lambda -> 0.
         gn_matrix_eigs: eigenvalues of S = sum_l M W_{L:l+1} W_{L:l+1}^T at the
             state; a spread (anisotropy) is what lets the two ends differ.
         train_steps: BP steps (in the limit, under muP) that made the state.
@@ -219,11 +265,12 @@ class Interpolation:
     gn_matrix_eigs: np.ndarray
     train_steps: int
     state: LimitState | None = None
+    cos_gnt: np.ndarray | None = None
 
     def to_json(self) -> dict:
         """Headline values are the first layer's (its input x is the same for PC,
-        GD and GN, so the cosine compares the error signals alone)."""
-        return {
+        GD, GNT and GN, so the cosine compares the error signals alone)."""
+        out = {
             "gamma0": [float(g) for g in self.gamma0],
             "cos_pc_gd": [float(c) for c in self.cos_gd[:, 0]],
             "cos_pc_gn": [float(c) for c in self.cos_gn[:, 0]],
@@ -232,6 +279,10 @@ class Interpolation:
             "gn_matrix_eigs": self.gn_matrix_eigs.tolist(),
             "train_steps": self.train_steps,
         }
+        if self.cos_gnt is not None:
+            out["cos_pc_gnt"] = [float(c) for c in self.cos_gnt[:, 0]]
+            out["cos_pc_gnt_by_layer"] = self.cos_gnt.tolist()
+        return out
 
 
 def pc_interpolation(
@@ -244,7 +295,8 @@ def pc_interpolation(
     sigma: float = 1.0,
 ) -> Interpolation:
     """Cosines of PC's update (gamma_bar_last = -1, gamma_bar_hidden = 0) with the GD
-    and GN directions, in the limit, at the state reached by ``train_steps`` BP
+    direction, the Gauss-Newton-target update (lambda -> 0) and PC's own
+    Gauss-Newton end, in the limit, at the state reached by ``train_steps`` BP
     steps under muP.
 
     At initialization S = sigma^2 sum_l sigma^{2(L-1-l)} I is a multiple of the
@@ -272,14 +324,28 @@ def pc_interpolation(
     z = task.x_train @ input_basis(task)
     with small_blas():
         geo = pc_geometry(state)
-        cos_gd, cos_gn = [], []
+        cos_gd, cos_gn, cos_gnt = [], [], []
         for g in values:
             eq = pc_equilibrium(
-                state, config, z, task.y_train, gamma0=g, geometry=geo, with_gn=True
+                state,
+                config,
+                z,
+                task.y_train,
+                gamma0=g,
+                geometry=geo,
+                with_gn=True,
+                with_gnt=True,
             )
             cos_gd.append(eq.cos_gd)
             cos_gn.append(eq.cos_gn)
+            cos_gnt.append(eq.cos_gnt)
     eigs = np.linalg.eigvalsh(sum(geo.kernels))
     return Interpolation(
-        values, np.array(cos_gd), np.array(cos_gn), eigs, train_steps, state
+        values,
+        np.array(cos_gd),
+        np.array(cos_gn),
+        eigs,
+        train_steps,
+        state,
+        np.array(cos_gnt),
     )

@@ -13,6 +13,15 @@ off at every step t = 0..T, from the simulator's own state:
     pc_cos_gd         per layer, the Frobenius cosine of the update Delta W_l the
                       simulator's PC step makes and minus the gradient of the
                       simulator's BP at the same weights (PC only),
+    pc_cos_gnt        per layer, the cosine of the same PC update with the update
+                      of the simulator's Gauss-Newton-target rule with lambda = 0
+                      (pseudo-inverse targets) at the same weights (PC only),
+    pc_update_norms   per layer, the Frobenius norm of that PC update in Theta(1)
+                      units: |Delta W_1|_F / sqrt(M), |Delta W_l|_F (hidden),
+                      sqrt(M) |Delta W_L|_F (PC only),
+    pc_output_error   (I + C_gamma)^{-1} e = -eps_L per training point, from the
+                      simulator's own PC inference (``muptheory.simulate.pc.infer``
+                      with the simulator's gamma_l and solver settings; PC only),
     c_gamma_scaled    M^{1+delta} C_gamma with C_gamma = sum_{l<L} (gamma_L / gamma_l)
                       W_{L:l+1} W_{L:l+1}^T and the simulator's gamma_l (PC only),
 
@@ -59,6 +68,9 @@ class FiniteTrajectory:
         kernels: (T+1, L-1, P, P).
         pc_cos_gd: (T+1, L), PC only (else None).
         c_gamma_scaled: M^{1+delta} C_gamma, (T+1, C, C), PC only (else None).
+        pc_cos_gnt, pc_update_norms: (T+1, L), PC only (None from the numpy
+            reference ``finite_dynamics``, which does not compute them).
+        pc_output_error: (T+1, P, C), PC only.
         output_map0: W_{L:1}(0) U, the C x r output map at initialization in the
             limit engine's input basis U.
         weights0: the effective weights W_1..W_L at initialization, when asked for.
@@ -74,6 +86,9 @@ class FiniteTrajectory:
     c_gamma_scaled: np.ndarray | None
     output_map0: np.ndarray
     weights0: list[np.ndarray] | None = None
+    pc_cos_gnt: np.ndarray | None = None
+    pc_update_norms: np.ndarray | None = None
+    pc_output_error: np.ndarray | None = None
 
 
 def simulated_dynamics(
@@ -132,18 +147,25 @@ def simulated_dynamics(
     sim = Simulator(
         config, parameterization, arch, lr=lr, dtype="float64", options=options
     )
-    reference = None
+    references = None
     if config.method == "pc":
-        reference = Simulator(
-            MethodConfig.create("bp"),
-            parameterization,
-            arch,
-            lr=lr,
-            dtype="float64",
-            options=options,
+        # BP's gradient and the GNT update (lambda = 0) at the same weights
+        references = tuple(
+            Simulator(
+                reference,
+                parameterization,
+                arch,
+                lr=lr,
+                dtype="float64",
+                options=options,
+            )
+            for reference in (
+                MethodConfig.create("bp"),
+                MethodConfig.create("gnt", lambda_zero=True),
+            )
         )
     basis = input_basis(task) if basis is None else basis
-    run = _Run(sim, reference, task, lr_mult=lr_mult, basis=basis)
+    run = _Run(sim, references, task, lr_mult=lr_mult, basis=basis)
     return run.run([int(seed) for seed in seeds], steps, keep_weights=keep_weights)
 
 
@@ -176,12 +198,13 @@ class _Run:
 
     CHUNK = 8
 
-    def __init__(self, sim, reference, task: Task, *, lr_mult, basis: np.ndarray):
+    def __init__(self, sim, references, task: Task, *, lr_mult, basis: np.ndarray):
         import jax
         import jax.numpy as jnp
 
         from muptheory.simulate import TrainState, precision
         from muptheory.simulate.network import activation_fn, forward
+        from muptheory.simulate.pc import infer
 
         self.sim, self.task, self.basis = sim, task, basis
         self.precision, self.train_state = precision, TrainState
@@ -193,6 +216,11 @@ class _Run:
         P, M, phi = self.n_train, self.width, activation_fn("linear")
         gammas = sim.gammas
         delta = float(sim.config.gamma_bar_last - sim.config.gamma_bar_hidden)
+        # Delta W_l in Theta(1) units: first / sqrt(M), hidden x 1, last x sqrt(M)
+        norm_units = [
+            k * M ** {0: -0.5, 1: 0.0, 2: 0.5}[g]
+            for k, g in zip(layer_mult, groups, strict=True)
+        ]
 
         def step_and_measure(state, x_all, x, y):
             Ws = sim.effective_traced(state)
@@ -204,14 +232,36 @@ class _Run:
             new, _ = sim.step_fn(state, x, y)
             if self.pc:
                 moved = sim.effective_traced(new)
-                bp_new, _ = reference.step_fn(state, x, y)
-                bp_moved = reference.effective_traced(bp_new)
-                out["pc_cos_gd"] = jnp.stack(
+                for name, reference in zip(
+                    ("pc_cos_gd", "pc_cos_gnt"), references, strict=True
+                ):
+                    ref_moved = reference.effective_traced(
+                        reference.step_fn(state, x, y)[0]
+                    )
+                    out[name] = jnp.stack(
+                        [
+                            _frobenius_cos(a - w, b - w)
+                            for w, a, b in zip(Ws, moved, ref_moved, strict=True)
+                        ]
+                    )
+                out["pc_update_norms"] = jnp.stack(
                     [
-                        _frobenius_cos(a - w, b - w)
-                        for w, a, b in zip(Ws, moved, bp_moved, strict=True)
+                        k * jnp.sqrt(jnp.sum(jnp.square(a - w)))
+                        for w, a, k in zip(Ws, moved, norm_units, strict=True)
                     ]
                 )
+                inference = infer(
+                    Ws,
+                    x,
+                    y,
+                    gammas=gammas,
+                    activation="linear",
+                    config=sim.config,
+                    forward_init=sim.options.forward_init,
+                    tol=sim.tol,
+                    max_iter=sim.options.equilibrium_max_iter,
+                )
+                out["pc_output_error"] = -inference.errors[-1]
                 out["c_gamma_scaled"] = _c_gamma(Ws, gammas) * M ** (1.0 + delta)
             if any(k != 1.0 for k in layer_mult):
                 new = new._replace(
@@ -291,13 +341,18 @@ class _Run:
                 step=t,
             )
         cos = cgamma = None
+        pc = {}
         if self.pc:
+            pc = {
+                name: np.stack([r[name][i] for r in records])
+                for name in ("pc_cos_gnt", "pc_update_norms", "pc_output_error")
+            }
             cos = np.stack([r["pc_cos_gd"][i] for r in records])
             cgamma = np.stack([r["c_gamma_scaled"][i] for r in records])
-            if not np.all(np.isfinite(cos)):
+            if not (np.all(np.isfinite(cos)) and np.all(np.isfinite(pc["pc_cos_gnt"]))):
                 raise InvalidInputError(
                     f"a simulated update is zero at width {M} (zero error); the "
-                    "cosine with the gradient is undefined"
+                    "cosine with the gradient or the GNT update is undefined"
                 )
         return FiniteTrajectory(
             width=M,
@@ -310,6 +365,7 @@ class _Run:
             c_gamma_scaled=cgamma,
             output_map0=_chain(weights0) @ self.basis,
             weights0=weights0 if keep_weights else None,
+            **pc,
         )
 
 
