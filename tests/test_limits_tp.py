@@ -31,6 +31,24 @@ def test_simulated_tp_widths_converge_to_the_coupled_limit_like_inverse_sqrt(met
         assert -0.6 <= slope <= -0.4, (name, slope, result.errors[name])
 
 
+@pytest.mark.parametrize("method", ["tp", "dtp"])
+def test_simulated_tp_loss_converges_like_inverse_sqrt_width(method):
+    # One number per step: 128 seeds (see the BP loss test); one hidden layer.
+    config = MethodConfig.create(method)
+    result = convergence(
+        config,
+        maximal_update(config),
+        TASK,
+        depth=2,
+        steps=4,
+        lr=0.1,
+        widths=[128, 256, 512, 1024, 2048, 4096],
+        seeds=128,
+        quantities=("loss",),
+    )
+    assert -0.6 <= result.slopes["loss"] <= -0.4, result.errors["loss"]
+
+
 def test_tp_keeps_standard_output_scale_and_learns():
     # TP's muP has b_L = 1/2: the output at initialization is a random O(1) readout.
     config = MethodConfig.create("tp")
