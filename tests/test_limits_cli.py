@@ -18,12 +18,16 @@ def test_interpolation_depth_3_json_has_the_promised_lists():
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     gamma0, gd, gn = data["gamma0"], data["cos_pc_gd"], data["cos_pc_gn"]
-    assert len(gamma0) == len(gd) == len(gn) > 2
-    assert all(isinstance(v, float) for v in gamma0 + gd + gn)
+    gnt = data["cos_pc_gnt"]
+    assert len(gamma0) == len(gd) == len(gn) == len(gnt) > 2
+    assert all(isinstance(v, float) for v in gamma0 + gd + gn + gnt)
+    assert len(data["cos_pc_gnt_by_layer"][0]) == 3
     assert data["outputs"] == 10 and data["train_steps"] > 0
     # from the first-order end to the Gauss-Newton end
     assert gd[0] > 0.9999 and gn[-1] > 0.9999
     assert gd[-1] < 0.97 and gn[0] < 0.97
+    # with two hidden layers the GNT update is neither end
+    assert gnt[0] < 0.97 and gnt[-1] < 0.99
     assert np.all(np.diff(gamma0) > 0)
 
 
@@ -62,8 +66,14 @@ def test_limit_json_and_plot(tmp_path):
         "loss",
         "kernels",
         "pc_cos_gd",
+        "pc_cos_gnt",
         "c_gamma_scaled",
+        "pc_output_error",
+        "pc_update_norms",
     }
+    assert set(data["convergence"]["slope_errors"]) == set(
+        data["convergence"]["errors"]
+    )
     assert plot.stat().st_size > 1000
 
 

@@ -4,8 +4,9 @@
 infinite-width limit (exact engine for feature-learning parameterizations, the
 kernel-regime formula for BP with b = 1/2 everywhere) and can compare it with
 networks of the given widths trained by the JAX simulator (``--widths``).
-``muptheory interpolation --depth L`` prints PC's limiting cosine similarities with the first-order and Gauss-Newton directions as
-gamma0 varies. Engines are imported when the command runs.
+``muptheory interpolation --depth L`` prints PC's limiting cosine similarities with
+the first-order gradient, the Gauss-Newton-target update (damping -> 0) and PC's own
+Gauss-Newton end as gamma0 varies. Engines are imported when the command runs.
 """
 
 from __future__ import annotations
@@ -29,7 +30,12 @@ INTERPOLATION_EPILOG = """\
 The state is reached by BP steps under muP in the limit (10 outputs, sigma = 0.5,
 20 steps by default). At initialization M C_gamma is a multiple of the identity and
 every cosine is 1; training makes it anisotropic so the gamma0 dependence shows.
-Headline values are the first layer's; per-layer values are in the JSON too.
+Columns: cos(PC,GD) with BP's gradient; cos(PC,GNT) with the Gauss-Newton-target
+update of Meulemans et al. with damping -> 0 (each layer preconditioned by its own
+M J_l J_l^T, J_l = W_{L:l+1}); cos(PC,GN) with PC's own gamma0 -> infinity end (all
+layers preconditioned by the sum of those matrices). GNT and the GN end coincide in
+the first layer of a one-hidden-layer network. Headline values are the first
+layer's; per-layer values are in the JSON too.
 """
 
 
@@ -79,8 +85,9 @@ def _register_limit(subparsers) -> None:
         "--seeds",
         type=int,
         default=8,
-        help="seeds per width with --widths (8; the loss and PC's cosines, one "
-        "number per step, need about 64 for a steady slope)",
+        help="seeds per width with --widths (8; the loss and PC's per-layer cosines "
+        "and update norms, a few numbers per step, need about 128 for a slope "
+        "within +-0.05; the printed +- is the slope's standard error)",
     )
     parser.add_argument("--seed", type=int, default=0, help="data / readout seed")
     add_method_options(parser)
@@ -205,6 +212,9 @@ def run_limit(args: argparse.Namespace) -> int:
         if conv is not None:
             for name, slope in conv.slopes.items():
                 fitted = "exact (error < 1e-10)" if slope is None else f"{slope:.3f}"
+                spread = conv.slope_errors.get(name)
+                if spread is not None:
+                    fitted += f" +- {spread:.3f}"
                 print(f"{name}: error slope {fitted} over widths {conv.widths}")
     return 0
 
@@ -269,9 +279,11 @@ def _convergence(args, config, param, task):
         ) from None
     if len(widths) < 2 or min(widths) < 1:
         raise InvalidInputError("--widths needs at least two positive widths")
-    quantities = ["f_train", "f_test", "loss", "kernels"]
-    if config.method == "pc":
-        quantities += ["pc_cos_gd", "c_gamma_scaled"]
+    from muptheory.limits.convergence import PC_QUANTITIES, QUANTITIES
+
+    quantities = [
+        q for q in QUANTITIES if config.method == "pc" or q not in PC_QUANTITIES
+    ]
     return convergence(
         config,
         param,
@@ -310,7 +322,7 @@ def _plot_limit(path: str, curve, conv, *, title: str) -> None:
         axes[1].loglog(conv.widths, ref, "k--", label="M^-1/2")
         axes[1].set_xlabel("width M")
         axes[1].set_ylabel("mean over seeds of max_t |simulator - limit|")
-        axes[1].legend()
+        axes[1].legend(fontsize="small")
     _save(fig, path)
 
 
@@ -347,18 +359,25 @@ def run_interpolation(args: argparse.Namespace) -> int:
         print_json(out)
     else:
         print(f"PC at gamma_bar_last = -1, depth {args.depth}, first layer:")
-        print(f"{'gamma0':>12}{'cos(PC,GD)':>14}{'cos(PC,GN)':>14}")
-        for g, a, b in zip(
-            out["gamma0"], out["cos_pc_gd"], out["cos_pc_gn"], strict=True
+        print(f"{'gamma0':>12}{'cos(PC,GD)':>14}{'cos(PC,GNT)':>14}{'cos(PC,GN)':>14}")
+        for g, a, b, c in zip(
+            out["gamma0"],
+            out["cos_pc_gd"],
+            out["cos_pc_gnt"],
+            out["cos_pc_gn"],
+            strict=True,
         ):
-            print(f"{g:12.4g}{a:14.6f}{b:14.6f}")
+            print(f"{g:12.4g}{a:14.6f}{b:14.6f}{c:14.6f}")
     return 0
 
 
 def _plot_interpolation(path: str, out: dict) -> None:
     fig, axes = _figure(1)
     axes[0].semilogx(out["gamma0"], out["cos_pc_gd"], "o-", label="cos(PC, GD)")
-    axes[0].semilogx(out["gamma0"], out["cos_pc_gn"], "s-", label="cos(PC, GN)")
+    axes[0].semilogx(out["gamma0"], out["cos_pc_gnt"], "^-", label="cos(PC, GNT)")
+    axes[0].semilogx(
+        out["gamma0"], out["cos_pc_gn"], "s--", label="cos(PC, GN end)", ms=3
+    )
     axes[0].set_xlabel("gamma0  (gamma_L = gamma0 M)")
     axes[0].set_ylabel("limiting cosine, first layer")
     axes[0].set_title(f"PC interpolation, depth {out['depth']}")
