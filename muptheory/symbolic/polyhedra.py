@@ -44,6 +44,8 @@ def row(coefficients: Sequence[Fraction | int], constant: Fraction | int) -> Row
     if all(type(v) is int for v in coefficients):
         divisor = math.gcd(*coefficients) or 1
         direction = tuple(v // divisor for v in coefficients)
+        if type(constant) is int:
+            return direction, Fraction(constant, divisor)
         return direction, Fraction(constant) / divisor
     fractions = [Fraction(v) for v in coefficients]
     scale = math.lcm(*(v.denominator for v in fractions)) if fractions else 1
@@ -52,42 +54,74 @@ def row(coefficients: Sequence[Fraction | int], constant: Fraction | int) -> Row
     return tuple(v // divisor for v in ints), Fraction(constant) * scale / divisor
 
 
-def _index(rows: Iterable[Row]) -> dict[tuple[int, ...], Fraction] | None:
+# -- elimination in integers ------------------------------------------------------
+#
+# Inside elimination a row's constant is kept as an integer numerator and a positive
+# denominator, coprime, so that combining rows is integer arithmetic; rows are
+# indexed by direction: {direction: (numerator, denominator)}.
+
+Constants = dict[tuple[int, ...], tuple[int, int]]
+
+
+def _index(rows: Iterable[Row]) -> Constants | None:
     """One row per direction (the tightest); None when a constant row fails."""
-    out: dict[tuple[int, ...], Fraction] = {}
-    for direction, constant in rows:
+    return _index_integer(
+        (direction, k.numerator, k.denominator)
+        if isinstance(k, Fraction)
+        else (direction, int(k), 1)
+        for direction, k in rows
+    )
+
+
+def _index_integer(
+    rows: Iterable[tuple[tuple[int, ...], int, int]],
+) -> Constants | None:
+    out: Constants = {}
+    for direction, numerator, denominator in rows:
         if not any(direction):
-            if constant > 0:
+            if numerator > 0:
                 return None
             continue
-        if direction not in out or out[direction] < constant:
-            out[direction] = constant
+        tightest = out.get(direction)
+        if tightest is None or tightest[0] * denominator < numerator * tightest[1]:
+            out[direction] = (numerator, denominator)
     return out
 
 
-def _eliminate(
-    rows: dict[tuple[int, ...], Fraction], j: int, limit: int | None
-) -> dict[tuple[int, ...], Fraction] | None:
+def _eliminate(rows: Constants, j: int, limit: int | None) -> Constants | None:
     """Fourier-Motzkin: the rows of the projection that forgets x_j (None: empty)."""
     upper, lower, out = [], [], []
-    for direction, constant in rows.items():
+    for direction, (numerator, denominator) in rows.items():
         if direction[j] > 0:
-            upper.append((direction, constant))
+            upper.append((direction, numerator, denominator))
         elif direction[j] < 0:
-            lower.append((direction, constant))
+            lower.append((direction, numerator, denominator))
         else:
-            out.append((direction, constant))
+            out.append((direction, numerator, denominator))
     if limit is not None and len(out) + len(upper) * len(lower) > limit:
         raise TooManyRows
-    for p, kp in upper:
-        for q, kq in lower:
+    for p, kp, dp in upper:
+        for q, kq, dq in lower:
             wp, wq = -q[j], p[j]
             combined = [wp * x + wq * y for x, y in zip(p, q, strict=True)]
             divisor = math.gcd(*combined) or 1
+            # (wp kp / dp + wq kq / dq) / divisor, reduced
+            numerator = wp * kp * dq + wq * kq * dp
+            denominator = dp * dq * divisor
+            common = math.gcd(numerator, denominator)
             out.append(
-                (tuple(v // divisor for v in combined), (wp * kp + wq * kq) / divisor)
+                (
+                    tuple(v // divisor for v in combined),
+                    numerator // common,
+                    denominator // common,
+                )
             )
-    return _index(out)
+    return _index_integer(out)
+
+
+def _bound(numerator: int, denominator: int, coefficient: int) -> Fraction:
+    """The x_j at which coefficient x_j + numerator / denominator = 0."""
+    return Fraction(-numerator, denominator * coefficient)
 
 
 def feasible(rows: Iterable[Row], *, limit: int | None = None) -> bool | None:
@@ -124,12 +158,14 @@ def lexmin(rows: Iterable[Row], n: int) -> tuple[Fraction, ...] | None:
             if projected is None:
                 return None
         low, high = None, None
-        for direction, constant in projected.items():
+        for direction, (numerator, denominator) in projected.items():
             a = direction[j]
-            bound = -constant / a
+            if a == 0:
+                continue
+            bound = _bound(numerator, denominator, a)
             if a < 0:
                 low = bound if low is None or bound > low else low
-            elif a > 0:
+            else:
                 high = bound if high is None or bound < high else high
         if low is None or (high is not None and low > high):
             return None
@@ -140,11 +176,10 @@ def lexmin(rows: Iterable[Row], n: int) -> tuple[Fraction, ...] | None:
     return tuple(point)
 
 
-def _substitute(
-    rows: dict[tuple[int, ...], Fraction], j: int, value: Fraction
-) -> list[Row]:
+def _substitute(rows: Constants, j: int, value: Fraction) -> list[Row]:
     out = []
-    for direction, constant in rows.items():
+    for direction, (numerator, denominator) in rows.items():
+        constant = Fraction(numerator, denominator)
         if direction[j] == 0:
             out.append((direction, constant))
             continue
@@ -176,8 +211,8 @@ def minimum(
     except TooManyRows:
         return None
     low = None
-    for d, k in index.items():
+    for d, (numerator, denominator) in index.items():
         if d[0] < 0:
-            bound = -k / d[0]
+            bound = _bound(numerator, denominator, d[0])
             low = bound if low is None or bound > low else low
     return low
