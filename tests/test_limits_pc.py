@@ -89,9 +89,9 @@ def test_simulated_pc_loss_and_update_geometry_converge_like_inverse_sqrt_width(
     # The loss and the per-layer cosines and update norms are a few numbers per
     # step: each seed's error is close to |Gaussian| (sd / mean ~ 0.75), so the seed
     # mean needs ~128 seeds for a slope standard error of ~0.02. One hidden layer
-    # makes a seed cost O(M), so the widths can reach 4096, where the cosines'
-    # M^{-1} part (a cosine is quadratic near its maximum) no longer bends the fit;
-    # over 32..1024 at depth 3 it steepens their slope to about -0.6.
+    # makes a seed cost O(M), so the widths can reach 4096; the cosines need that
+    # wide end (over 32..1024 at depth 3 a faster-decaying part still bends their
+    # fit to about -0.6, see docs/limits.md section 7).
     pc = MethodConfig.create("pc", gamma0=2.0, gamma_bar_last=-1)
     result = convergence(
         pc,
