@@ -309,12 +309,10 @@ def _plot_limit(path: str, curve, conv, *, title: str) -> None:
         for name, errors in conv.errors.items():
             if conv.slopes[name] is None:
                 continue  # exact at every width: nothing to draw on a log scale
-            axes[1].loglog(
-                conv.widths,
-                errors,
-                "o-",
-                label=f"{name} (slope {conv.slopes[name]:.2f})",
-            )
+            spread = conv.slope_errors.get(name)
+            label = f"{name} (slope {conv.slopes[name]:.2f}"
+            label += ")" if spread is None else f" +- {spread:.2f})"
+            axes[1].loglog(conv.widths, errors, "o-", label=label)
         ref = [
             conv.errors["f_train"][0] * (w / conv.widths[0]) ** -0.5
             for w in conv.widths
@@ -322,7 +320,8 @@ def _plot_limit(path: str, curve, conv, *, title: str) -> None:
         axes[1].loglog(conv.widths, ref, "k--", label="M^-1/2")
         axes[1].set_xlabel("width M")
         axes[1].set_ylabel("mean over seeds of max_t |simulator - limit|")
-        axes[1].legend(fontsize="small")
+        # up to ten curves: the legend goes beside the panel, not over it
+        axes[1].legend(fontsize="small", loc="center left", bbox_to_anchor=(1.02, 0.5))
     _save(fig, path)
 
 
