@@ -28,7 +28,8 @@ import math
 from collections.abc import Iterable, Sequence
 from fractions import Fraction
 
-Row = tuple[tuple[int, ...], Fraction]  # (primitive integer direction, constant)
+# (primitive integer direction, constant: an exact rational, int or Fraction)
+Row = tuple[tuple[int, ...], Fraction | int]
 
 
 class TooManyRows(Exception):
@@ -45,6 +46,9 @@ def row(coefficients: Sequence[Fraction | int], constant: Fraction | int) -> Row
         divisor = math.gcd(*coefficients) or 1
         direction = tuple(v // divisor for v in coefficients)
         if type(constant) is int:
+            # an integer constant stays an int where the division is exact
+            if constant % divisor == 0:
+                return direction, constant // divisor
             return direction, Fraction(constant, divisor)
         return direction, Fraction(constant) / divisor
     fractions = [Fraction(v) for v in coefficients]
