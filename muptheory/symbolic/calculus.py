@@ -103,10 +103,14 @@ def _linear(expr) -> tuple[dict, Fraction]:
 @functools.cache
 def _add_directions(x: tuple, y: tuple) -> tuple:
     """The direction of the sum of two forms (at the same scale)."""
+    if not x or not y:
+        return x or y
     total = dict(x)
     for name, value in y:
         total[name] = total.get(name, 0) + value
-    return tuple(sorted((name, value) for name, value in total.items() if value))
+    if 0 in total.values():  # a coefficient cancelled
+        total = {name: value for name, value in total.items() if value}
+    return tuple(sorted(total.items()))
 
 
 def _rescaled(forms: tuple, factor: int) -> tuple:
@@ -173,9 +177,15 @@ def _product(x: Size, y: Size) -> Size:
 def _maximum(x: Size, y: Size) -> Size:
     """The forms of a sum of sizes: both sets, the larger constant per direction."""
     scale = math.lcm(x.scale, y.scale)
-    forms = _largest_per_direction(_forms_over(x, scale), {})
-    _largest_per_direction(_forms_over(y, scale), forms)
-    return _reduced(tuple(sorted(forms.items())), scale)
+    # start from the size with more forms: when the other brings no new direction
+    # (one size's pieces among the other's), the forms are still in order
+    first, second = (x, y) if len(x.forms) >= len(y.forms) else (y, x)
+    forms = dict(_forms_over(first, scale))
+    _largest_per_direction(_forms_over(second, scale), forms)
+    items = tuple(forms.items())
+    if len(items) != len(first.forms):
+        items = tuple(sorted(items))
+    return _reduced(items, scale)
 
 
 @functools.cache
@@ -259,11 +269,12 @@ class Size:
     forms: tuple  # sorted ((direction, constant), ...), integers over ``scale``
     scale: int = 1
 
-    def __hash__(self) -> int:
+    def __post_init__(self) -> None:
         # sizes are the keys of the memoized operations: hash the forms once
-        if "_hash" not in self.__dict__:
-            self.__dict__["_hash"] = hash((self.forms, self.scale))
-        return self.__dict__["_hash"]
+        object.__setattr__(self, "_hash", hash((self.forms, self.scale)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @classmethod
     def of(cls, *exponents) -> Size:
