@@ -43,8 +43,7 @@ def main() -> None:
         total += seconds
         print(f"{label:<48} {seconds:7.2f} s  ({seconds / ref:8.0f} x reference)")
     print(f"{'whole table':<48} {total:7.2f} s  ({total / ref:8.0f} x reference)")
-    # trained TP/DTP feedback is derived outside the table (its rows would add
-    # about as much as the rest of the table together)
+    # trained TP/DTP feedback is not a row of the table: timed here on its own
     for method in ("tp", "dtp"):
         engine.clear_caches()
         start = time.perf_counter()
