@@ -11,7 +11,7 @@ THEORY section 3 asks, one step from initialization and per coordinate:
 A quantity "Theta(1)" has size exponent max(pieces) = 0: every piece <= 0 and at
 least one piece = 0. A quantity "O(1)" has every piece <= 0. ``solve`` picks, for
 each Theta(1) quantity, which piece is tight, solves the linear equations exactly
-(Gauss-Jordan elimination in ``fractions.Fraction``), and checks the inequalities
+(fraction-free Gauss-Jordan elimination on integer rows), and checks the inequalities
 exactly. Where the desiderata leave an exponent inside an interval (BP's b_L >= 1 is
 the classic case) the smallest value is taken, by exact Fourier-Motzkin elimination
 (``polyhedra.py``): the largest initialization that keeps the conditions, as muP
