@@ -43,8 +43,15 @@ _APPLIES: dict[str, tuple[str, ...]] = {
         "inference_rate",
         "fpa",
     ),
-    "tp": ("mu_bar", "mu0", "feedback", "feedback_b", "feedback_c"),
-    "dtp": ("mu_bar", "mu0", "feedback", "feedback_b", "feedback_c"),
+    "tp": ("mu_bar", "mu0", "feedback", "feedback_b", "feedback_c", "feedback_c_last"),
+    "dtp": (
+        "mu_bar",
+        "mu0",
+        "feedback",
+        "feedback_b",
+        "feedback_c",
+        "feedback_c_last",
+    ),
 }
 # Options that apply only under one choice of another option: option -> (the
 # choosing option, the values under which it applies). Giving one elsewhere is an
@@ -56,6 +63,7 @@ _APPLIES_WHEN: dict[str, tuple[str, tuple[str, ...]]] = {
     "mu0": ("feedback", ("ridge",)),
     "feedback_b": ("feedback", ("trained",)),
     "feedback_c": ("feedback", ("trained",)),
+    "feedback_c_last": ("feedback", ("trained",)),
 }
 _EXPONENT_OPTIONS = {
     "lambda_bar",
@@ -64,6 +72,7 @@ _EXPONENT_OPTIONS = {
     "mu_bar",
     "feedback_b",
     "feedback_c",
+    "feedback_c_last",
 }
 
 
@@ -95,11 +104,15 @@ class MethodConfig:
         mu0: TP/DTP ridge prefactor.
         feedback: TP/DTP feedback map: ``ridge`` (closed form over the batch) or
             ``trained`` (feedback weights trained by a reconstruction loss).
-        feedback_b, feedback_c: init and learning-rate exponents of trained feedback
-            weights (fan-in convention). The defaults 1/2 and 1 are the exponents
-            the symbolic engine derives for the hidden feedback maps (c_fb = 0 makes
-            their reconstruction step grow like M; see ``muptheory exponents tp
-            --feedback trained``).
+        feedback_b: init exponent of every trained feedback map V_l (fan-in
+            convention; 1/2, as the engine derives for all of them).
+        feedback_c: learning-rate exponent of the hidden feedback maps V_2..V_(L-1)
+            (M x M); the default 1 is what the engine derives (c_fb = 0 makes their
+            reconstruction step grow like M, an aligned sum over M activations).
+        feedback_c_last: learning-rate exponent of the top feedback map V_L (M x C);
+            the default 0 is what the engine derives (its reconstruction step is a
+            sum over the C outputs). See ``muptheory exponents tp --feedback
+            trained``.
     """
 
     method: str
@@ -119,6 +132,7 @@ class MethodConfig:
     feedback: str = "ridge"
     feedback_b: Fraction = Fraction(1, 2)
     feedback_c: Fraction = Fraction(1)
+    feedback_c_last: Fraction = Fraction(0)
 
     @classmethod
     def create(cls, method: str, **options) -> MethodConfig:

@@ -60,7 +60,9 @@ def test_trained_feedback_json_and_notes(method):
         "b": {"hidden": "1/2", "last": "1/2"},
         "c": {"hidden": "1", "last": "0"},
     }
-    assert any("one shared c_fb" in n for n in out["notes"])
+    assert any(
+        "top map needs its own learning-rate exponent" in n for n in out["notes"]
+    )
     assert any("kernel regime: none" in n for n in out["notes"])
 
 
@@ -81,8 +83,19 @@ def test_classify_at_derived_exponents_is_feature_learning(method):
 
 
 @pytest.mark.parametrize("method", ["tp", "dtp"])
+def test_default_feedback_rates_are_the_derived_ones(method):
+    # --feedback-c (hidden maps) and --feedback-c-last (top map) default to the
+    # derived c_fb = 1 and 0, so classify with no feedback options is the muP
+    config = trained(method)
+    assert (config.feedback_c, config.feedback_c_last) == (1, 0)
+    result = classify(config, TP_MUP)
+    assert result.stable and result.regime == "feature_learning" and result.r == 0
+    assert not any("not maximal" in r for r in result.reasons)
+
+
+@pytest.mark.parametrize("method", ["tp", "dtp"])
 def test_shared_feedback_rate_zero_blows_up_hidden_feedback(method):
-    result = classify(trained(method, feedback_c="0"), TP_MUP)
+    result = classify(trained(method, feedback_c="0", feedback_c_last="0"), TP_MUP)
     assert not result.stable and result.regime == "unstable"
     # hidden step: M^(1 - c_fb) r s^2 with r, s Theta(1) at pass 1 (TP) -> >= M^1
     step = result.exponents["reconstruction_step[hidden]"]
@@ -91,7 +104,7 @@ def test_shared_feedback_rate_zero_blows_up_hidden_feedback(method):
 
 @pytest.mark.parametrize("method", ["tp", "dtp"])
 def test_shared_feedback_rate_one_is_stable_with_lazy_top_feedback(method):
-    result = classify(trained(method, feedback_c="1"), TP_MUP)
+    result = classify(trained(method, feedback_c="1", feedback_c_last="1"), TP_MUP)
     assert result.stable and result.regime == "feature_learning"
     assert result.exponents["reconstruction_step[last]"] == -1
     assert any(
@@ -101,9 +114,15 @@ def test_shared_feedback_rate_one_is_stable_with_lazy_top_feedback(method):
 
 def test_dtp_with_vanishing_feedback_init_is_trivial():
     # b_fb = 1: V(0) entries shrink by M^(-1/2); DTP's signal V_L e ~ M^(-1/2), so
-    # hidden updates M^(1 - c_l - 1/2) vanish and only the readout learns
-    result = classify(trained("dtp", feedback_b="1", feedback_c="1"), TP_MUP)
+    # hidden updates M^(1 - c_l - 1/2) vanish and only the readout learns, as long
+    # as the top map's own step (c_fb_last = 1) leaves it near that small init
+    lazy = trained("dtp", feedback_b="1", feedback_c="1", feedback_c_last="1")
+    result = classify(lazy, TP_MUP)
     assert result.stable and result.regime == "trivial"
+    # with the derived c_fb_last = 0 the top map learns Theta(1) in one step,
+    # and its learned part carries the error down: features move again
+    learning = trained("dtp", feedback_b="1", feedback_c="1", feedback_c_last="0")
+    assert classify(learning, TP_MUP).regime == "feature_learning"
 
 
 def test_no_kernel_regime_with_trained_feedback():

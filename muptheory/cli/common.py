@@ -81,10 +81,19 @@ def add_method_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--feedback", choices=TP_FEEDBACK, help="tp/dtp: feedback map")
     group.add_argument(
-        "--feedback-b", metavar="X", help="tp/dtp: trained feedback init exponent"
+        "--feedback-b",
+        metavar="X",
+        help="tp/dtp: trained feedback init exponent, every map (default 1/2)",
     )
     group.add_argument(
-        "--feedback-c", metavar="X", help="tp/dtp: trained feedback lr exponent"
+        "--feedback-c",
+        metavar="X",
+        help="tp/dtp: trained feedback lr exponent, hidden maps (default 1)",
+    )
+    group.add_argument(
+        "--feedback-c-last",
+        metavar="X",
+        help="tp/dtp: trained feedback lr exponent, top map V_L (default 0)",
     )
 
 
@@ -103,6 +112,7 @@ METHOD_OPTION_NAMES = (
     "feedback",
     "feedback_b",
     "feedback_c",
+    "feedback_c_last",
 )
 
 

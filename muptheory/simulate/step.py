@@ -109,12 +109,13 @@ class Rates(NamedTuple):
             eta_l = eta M^{-c_l} where g_l is BP's gradient in w_l (or Adam's
             direction), eta_l m_l where g_l is a local method's gradient in the
             effective weight W_l = m_l w_l.
-        feedback: learning rate of trained feedback, eta_fb M^{-c_fb} (unused
-            without trained feedback).
+        feedback: learning rates of the trained feedback maps V_2..V_L,
+            eta_fb M^{-c_fb} for hidden maps and eta_fb M^{-c_fb_last} for the top
+            map V_L (unused without trained feedback).
     """
 
     weights: tuple
-    feedback: float | Array
+    feedback: tuple
 
 
 class StepInfo(NamedTuple):
@@ -192,9 +193,13 @@ class Simulator:
             weights = tuple(
                 eta * m for eta, m in zip(scales.lrs, scales.multipliers, strict=True)
             )
-        # trained feedback's rate follows eta unless SimOptions fixes it
+        # trained feedback's rates follow eta unless SimOptions fixes them:
+        # eta_fb M^{-c_fb} for the hidden maps V_2..V_(L-1), M^{-c_fb_last} for V_L
         base = lr if self.options.feedback_lr is None else self.options.feedback_lr
-        feedback = base * float(self.arch.width) ** float(-self.config.feedback_c)
+        width = float(self.arch.width)
+        hidden = base * width ** float(-self.config.feedback_c)
+        top = base * width ** float(-self.config.feedback_c_last)
+        feedback = (hidden,) * (self.arch.depth - 2) + (top,)
         return Rates(tuple(weights), feedback)
 
     def init(self, seed: int | Array) -> TrainState:

@@ -25,7 +25,8 @@ Feedback maps (``MethodConfig.feedback``):
       DTP:  1/2 ||V_l (u~_l - u_l) - xi||^2   (the difference reconstruction loss).
 
   V_l is initialized with entries of variance M^{1 - 2 b_fb} / n_l and trained with
-  learning rate eta_fb M^{-c_fb} (``feedback_b``, ``feedback_c``, fan-in convention).
+  learning rate eta_fb M^{-c_fb} (``feedback_b``, ``feedback_c``, fan-in convention;
+  the top map V_L takes ``feedback_c_last`` instead of ``feedback_c``).
 """
 
 from __future__ import annotations
@@ -118,9 +119,11 @@ def feedback_update(
     activation: str,
     difference: bool,
     noise: float,
-    lr: float,
+    lr: float | Sequence[float],
 ) -> tuple[Array, ...]:
     """One descent step of every V_l on its noisy reconstruction loss.
+
+    ``lr`` is one learning rate for every map or one per map V_2..V_L.
 
     Returns:
         The updated V_2..V_L.
@@ -128,6 +131,7 @@ def feedback_update(
     phi = activation_fn(activation)
     ff = forward(Ws, x, phi)
     keys = jax.random.split(key, len(Vs))
+    rates = tuple(lr) if isinstance(lr, tuple | list) else (lr,) * len(Vs)
     new = []
     for i, V in enumerate(Vs, start=1):
         below = ff.pre[i - 1]
@@ -138,5 +142,5 @@ def feedback_update(
         else:
             source, target = lifted, below + xi
         residual = source @ V.T - target
-        new.append(V - lr * residual.T @ source / source.shape[0])
+        new.append(V - rates[i - 1] * residual.T @ source / source.shape[0])
     return tuple(new)

@@ -358,9 +358,11 @@ def _check_supported(config: MethodConfig) -> None:
         if not trained and (
             config.feedback_b != defaults.feedback_b
             or config.feedback_c != defaults.feedback_c
+            or config.feedback_c_last != defaults.feedback_c_last
         ):
             raise InvalidInputError(
-                "--feedback-b/--feedback-c apply to trained feedback only "
+                "--feedback-b/--feedback-c/--feedback-c-last apply to trained "
+                "feedback only "
                 "(--feedback trained); the ridge feedback has no weights"
             )
         if trained and config.mu_bar != defaults.mu_bar:
@@ -573,8 +575,9 @@ def _knob_values(
     config: MethodConfig, s: Sized, feedback: dict | None
 ) -> dict[sympy.Symbol, Fraction]:
     """Numbers for the rule's own unknowns: trained feedback's exponents from the
-    config (one fan-in b and c shared by every feedback layer, as the simulator
-    takes them) unless ``feedback`` gives them per group."""
+    config (one fan-in b for every feedback map; c for the hidden maps and c_last
+    for the top map, as the simulator takes them) unless ``feedback`` gives them
+    per group."""
     if not s.unknowns.extra:
         if feedback is not None:
             raise InvalidInputError(
@@ -591,7 +594,7 @@ def _knob_values(
     if feedback is None:
         feedback = {
             "b": dict.fromkeys(FEEDBACK_GROUPS, config.feedback_b),
-            "c": dict.fromkeys(FEEDBACK_GROUPS, config.feedback_c),
+            "c": {"hidden": config.feedback_c, "last": config.feedback_c_last},
         }
     try:
         named = width_only_feedback(feedback["b"], feedback["c"])
@@ -643,9 +646,10 @@ def classify(
     """Stability, regime and failures of ``param`` under ``config``'s method.
 
     With ``explain`` the classification also lists every sized quantity. For TP/DTP
-    with trained feedback the feedback exponents are the config's ``feedback_b``
-    and ``feedback_c`` (fan-in, shared by every feedback layer) unless ``feedback``
-    gives them per feedback group: {"b": {"hidden": e, "last": e}, "c": {...}}.
+    with trained feedback the feedback exponents (fan-in) are the config's
+    ``feedback_b`` for every map, ``feedback_c`` for the hidden maps and
+    ``feedback_c_last`` for the top map, unless ``feedback`` gives them per
+    feedback group: {"b": {"hidden": e, "last": e}, "c": {...}}.
     """
     _check_supported(config)
     s = _sized_for(config, feedback)
@@ -780,8 +784,8 @@ def coord_exponents(
 
 
 def _feedback_notes(config: MethodConfig, feedback: dict) -> list[str]:
-    """What the derived trained-feedback exponents mean, and the shared-exponent
-    caveat: the config and the simulator take one b_fb and one c_fb."""
+    """What the derived trained-feedback exponents mean, and why the top map's
+    learning rate differs from the hidden maps'."""
     b, c = feedback["b"], feedback["c"]
     notes = [
         f"trained feedback (fan-in): b_fb = {b['hidden']} (hidden V_l), "
@@ -790,13 +794,13 @@ def _feedback_notes(config: MethodConfig, feedback: dict) -> list[str]:
     ]
     if c["hidden"] != c["last"]:
         notes.append(
-            "one shared c_fb (--feedback-c, as the simulator takes it) cannot meet "
-            "every desideratum: the top map's reconstruction step is a sum over the "
-            "C outputs, a hidden map's an aligned sum over M activations, so "
-            f"c_fb = {c['last']} makes the hidden maps' step blow up like "
-            f"M^({c['hidden'] - c['last']}) and c_fb = {c['hidden']} leaves the top "
-            f"map's step vanishing like M^({c['last'] - c['hidden']}) (stable, the "
-            "top feedback stays near its random init)"
+            "the top map needs its own learning-rate exponent (--feedback-c-last; "
+            "--feedback-c sets the hidden maps'): its reconstruction step is a sum "
+            "over the C outputs, a hidden map's an aligned sum over M activations. "
+            f"One shared c_fb = {c['last']} makes the hidden maps' step blow up like "
+            f"M^({c['hidden'] - c['last']}); one shared c_fb = {c['hidden']} leaves "
+            f"the top map's step vanishing like M^({c['last'] - c['hidden']}) "
+            "(stable, the top feedback stays near its random init)"
         )
     if config.method == "dtp":
         notes.append(
