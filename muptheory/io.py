@@ -6,6 +6,10 @@ within one file system). A failed or interrupted write removes its temporary fil
 only a process killed between creating and renaming it can leave one behind, named
 ``.<target>.<random>.tmp``.
 
+Only regular files are replaced. A target that exists as something else (a device,
+a FIFO, a socket, a directory) is refused, and a symbolic link is followed: the
+new file replaces the file the link points to, and the link stays.
+
 Example:
     >>> atomic_write_json("result.json", {"widths": [64, 128]})  # doctest: +SKIP
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -41,14 +46,53 @@ def writable_directory(path: str | os.PathLike, *, what: str = "directory") -> P
     return directory
 
 
+_NOT_REGULAR = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def output_target(path: str | os.PathLike) -> Path:
+    """The file that writing ``path`` replaces: ``path`` itself, or the file a
+    symbolic link at ``path`` points to (which need not exist yet).
+
+    Raises:
+        InvalidInputError: naming ``path`` when it exists and is not a regular file
+            (a device, a FIFO, a socket, a directory), which a rename would destroy.
+    """
+    target = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        return target
+    except OSError as err:
+        raise InvalidInputError(
+            f"cannot inspect output {str(path)!r}: {err.strerror or err}"
+        ) from None
+    if not stat.S_ISREG(mode):
+        kind = next(
+            (name for test, name in _NOT_REGULAR if test(mode)), "a special file"
+        )
+        raise InvalidInputError(
+            f"output {str(path)!r} is {kind}, not a regular file; give a file name"
+        )
+    return target
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename.
 
+    A symbolic link at ``path`` is followed (see ``output_target``).
+
     Raises:
-        InvalidInputError: if the directory does not exist or is not writable, or
-            the write fails (a full disk, a directory in the target's place).
+        InvalidInputError: if the directory does not exist or is not writable, the
+            target exists but is not a regular file, or the write fails (a full
+            disk).
     """
-    target = Path(path)
+    target = output_target(path)
     directory = target.parent
     if not directory.is_dir():
         raise InvalidInputError(f"output directory {str(directory)!r} does not exist")

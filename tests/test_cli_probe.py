@@ -393,3 +393,64 @@ def test_a_quantity_without_prediction_is_not_judged_and_says_so():
     assert judged["agrees"] is True and judged["judged"] is True
     rows = result.table().splitlines()[2:]
     assert rows[0].endswith("no prediction") and rows[1].endswith("agree")
+
+
+# -- atomic writes: only regular files are replaced ---------------------------------------
+
+
+def test_an_atomic_write_refuses_a_fifo_and_leaves_it_in_place(tmp_path):
+    import os
+    import stat
+
+    from muptheory.io import atomic_write_bytes
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    with pytest.raises(InvalidInputError, match="pipe.png.*FIFO"):
+        atomic_write_bytes(fifo, b"png bytes")
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe.png"]
+
+
+def test_an_atomic_write_refuses_a_directory(tmp_path):
+    from muptheory.io import atomic_write_text
+
+    (tmp_path / "out.json").mkdir()
+    with pytest.raises(InvalidInputError, match="out.json.*directory"):
+        atomic_write_text(tmp_path / "out.json", "{}")
+
+
+def test_an_atomic_write_through_a_symlink_replaces_its_target_and_keeps_the_link(
+    tmp_path,
+):
+    from muptheory.io import atomic_write_bytes
+
+    real = tmp_path / "real" / "plot.png"
+    real.parent.mkdir()
+    real.write_bytes(b"old")
+    link = tmp_path / "link.png"
+    link.symlink_to(real)
+    atomic_write_bytes(link, b"new")
+    assert link.is_symlink() and link.resolve() == real.resolve()
+    assert real.read_bytes() == b"new"
+
+
+def test_an_atomic_write_through_a_dangling_symlink_creates_the_target(tmp_path):
+    from muptheory.io import atomic_write_bytes
+
+    link = tmp_path / "link.png"
+    link.symlink_to(tmp_path / "later.png")
+    atomic_write_bytes(link, b"new")
+    assert link.is_symlink() and (tmp_path / "later.png").read_bytes() == b"new"
+
+
+def test_a_symlink_to_a_fifo_is_refused(tmp_path):
+    import os
+
+    from muptheory.io import atomic_write_bytes
+
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "link.png").symlink_to(tmp_path / "fifo")
+    with pytest.raises(InvalidInputError, match="FIFO"):
+        atomic_write_bytes(tmp_path / "link.png", b"x")
+    assert (tmp_path / "link.png").is_symlink()
