@@ -38,6 +38,7 @@ from __future__ import annotations
 import functools
 import gzip
 import logging
+import math
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,9 @@ _FEATURE_STD_FLOOR = 0.1
 # Fixed test-set size of the synthetic task when n_test is not given.
 _SYNTHETIC_N_TRAIN = 2048
 _SYNTHETIC_N_TEST = 512
+# IDX labels are class indices 0 .. MAX_CLASSES - 1; a larger label is a corrupt or
+# foreign file, not a task with that many classes.
+MAX_CLASSES = 1000
 
 
 @dataclass(frozen=True, eq=False)
@@ -196,12 +200,20 @@ def load_dataset(
 
     # -- standardization with training statistics --------------------------------------
     x_train, x_test = _standardized(x_train, x_test, standardize)
+    with np.errstate(over="ignore"):  # an overflow is the error raised below
+        x_train, x_test = x_train.astype(dtype), x_test.astype(dtype)
+    for what, x in (("training inputs", x_train), ("test inputs", x_test)):
+        if not np.isfinite(x).all():
+            raise InvalidInputError(
+                f"data {name!r}: standardized {what} overflow {dtype}; the inputs "
+                "span too wide a range of magnitudes"
+            )
     return Dataset(
         name=name,
-        x_train=x_train.astype(dtype),
+        x_train=x_train,
         y_train=t_train.astype(dtype),
         labels_train=labels_train.astype(np.int64),
-        x_test=x_test.astype(dtype),
+        x_test=x_test,
         y_test=t_test.astype(dtype),
         labels_test=labels_test.astype(np.int64),
         n_classes=n_cls,
@@ -255,15 +267,26 @@ def _standardized(x_train: np.ndarray, x_test: np.ndarray, how: str):
     """(x - mean) / std with statistics of ``x_train``, in float64."""
     x_train = np.asarray(x_train, dtype=np.float64)
     x_test = np.asarray(x_test, dtype=np.float64)
-    scale = x_train.std()
-    if scale == 0.0:
-        raise InvalidInputError("training inputs are all equal; cannot standardize")
-    if how == "global":
-        mean = x_train.mean()
-    else:
-        mean = x_train.mean(axis=0)
-        scale = np.maximum(x_train.std(axis=0), _FEATURE_STD_FLOOR * scale)
-    return (x_train - mean) / scale, (x_test - mean) / scale
+    too_large = InvalidInputError(
+        "training inputs are too large to standardize: their mean or standard "
+        "deviation overflows float64; rescale the data"
+    )
+    # Overflow shows up as a non-finite statistic or output, checked here and by
+    # the caller, so NumPy's own warnings would only repeat it.
+    with np.errstate(over="ignore", invalid="ignore"):
+        scale = x_train.std()
+        if not math.isfinite(scale):
+            raise too_large
+        if scale == 0.0:
+            raise InvalidInputError("training inputs are all equal; cannot standardize")
+        if how == "global":
+            mean = x_train.mean()
+        else:
+            mean = x_train.mean(axis=0)
+            scale = np.maximum(x_train.std(axis=0), _FEATURE_STD_FLOOR * scale)
+        if not (np.isfinite(mean).all() and np.isfinite(scale).all()):
+            raise too_large
+        return (x_train - mean) / scale, (x_test - mean) / scale
 
 
 # -- embedded sets -------------------------------------------------------------------
@@ -435,9 +458,24 @@ def _idx_directory(directory: Path):
                 f"IDX files {str(images_file)!r} and {str(labels_file)!r} disagree: "
                 f"{len(images)} images but {len(labels)} labels"
             )
-        if labels.dtype.kind not in "iu" or (len(labels) and labels.min() < 0):
+        if len(images) == 0:
+            raise InvalidInputError(
+                f"IDX file {str(images_file)!r} holds no images; the {split} set "
+                "needs at least one"
+            )
+        if images.shape[1] * images.shape[2] == 0:
+            raise InvalidInputError(
+                f"IDX file {str(images_file)!r}: images of shape {images.shape[1:]} "
+                "have no pixels"
+            )
+        if labels.dtype.kind not in "iu" or labels.min() < 0:
             raise InvalidInputError(
                 f"IDX file {str(labels_file)!r}: labels must be non-negative integers"
+            )
+        if labels.max() >= MAX_CLASSES:
+            raise InvalidInputError(
+                f"IDX file {str(labels_file)!r}: the largest label is "
+                f"{int(labels.max())}; labels must lie in 0..{MAX_CLASSES - 1}"
             )
         if not np.isfinite(images).all():
             raise InvalidInputError(
@@ -514,7 +552,8 @@ def read_idx(path: str | Path) -> np.ndarray:
         int(n) for n in np.frombuffer(blob, dtype=">u4", count=ndim, offset=4)
     )
     dtype = _IDX_DTYPES[code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    # Python integers: a product of four uint32 sizes can exceed any fixed width.
+    expected = math.prod(shape) * dtype.itemsize
     actual = len(blob) - header
     if actual != expected:
         state = "truncated" if actual < expected else "longer than its header says"

@@ -16,7 +16,7 @@ from muptheory.errors import InvalidInputError
 
 def idx_bytes(array: np.ndarray, code: int = 0x08) -> bytes:
     """The IDX encoding of ``array``: magic, big-endian sizes, big-endian data."""
-    dtypes = {0x08: ">u1", 0x0B: ">i2", 0x0D: ">f4"}
+    dtypes = {0x08: ">u1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
     header = bytes([0, 0, code, array.ndim])
     sizes = b"".join(struct.pack(">I", n) for n in array.shape)
     return header + sizes + array.astype(dtypes[code]).tobytes()
@@ -175,6 +175,63 @@ def test_nan_in_float_idx_images_is_rejected(tmp_path):
     (tmp_path / "train-images-idx3-ubyte").write_bytes(idx_bytes(images, code=0x0D))
     with pytest.raises(InvalidInputError, match="NaN"):
         load_dataset(str(tmp_path))
+
+
+@pytest.mark.parametrize("split", ["train", "t10k"])
+def test_an_idx_set_with_no_images_is_one_line_naming_the_file(tmp_path, split):
+    write_idx_dir(tmp_path)
+    empty_images = np.zeros((0, 5, 5), dtype=np.uint8)
+    (tmp_path / f"{split}-images-idx3-ubyte").write_bytes(idx_bytes(empty_images))
+    (tmp_path / f"{split}-labels-idx1-ubyte").write_bytes(
+        idx_bytes(np.zeros(0, dtype=np.uint8))
+    )
+    with pytest.raises(InvalidInputError, match="holds no images") as info:
+        load_dataset(str(tmp_path))
+    assert f"{split}-images-idx3-ubyte" in str(info.value)
+
+
+def test_idx_images_with_no_pixels_are_rejected(tmp_path):
+    write_idx_dir(tmp_path)
+    for split, n in (("train", 60), ("t10k", 20)):
+        flat = np.zeros((n, 0, 5), dtype=np.uint8)
+        (tmp_path / f"{split}-images-idx3-ubyte").write_bytes(idx_bytes(flat))
+    with pytest.raises(InvalidInputError, match="have no pixels"):
+        load_dataset(str(tmp_path))
+
+
+def test_an_idx_header_whose_byte_count_overflows_64_bits_is_truncated(tmp_path):
+    write_idx_dir(tmp_path)
+    # 2^31 * 2^31 * 4 bytes = 2^64, which wraps to 0 in a 64-bit product
+    header = bytes([0, 0, 0x08, 3]) + struct.pack(">III", 2**31, 2**31, 4)
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(header)
+    with pytest.raises(InvalidInputError, match=f"needs {2**64} data bytes, found 0"):
+        load_dataset(str(tmp_path))
+
+
+def test_a_label_beyond_the_class_bound_is_rejected_naming_it(tmp_path):
+    write_idx_dir(tmp_path)
+    labels = np.zeros(60, dtype=np.int32)
+    labels[7] = 100000
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(idx_bytes(labels, code=0x0C))
+    with pytest.raises(InvalidInputError, match="largest label is 100000"):
+        load_dataset(str(tmp_path))
+
+
+def test_images_too_large_to_standardize_are_rejected_not_zeroed(tmp_path):
+    write_idx_dir(tmp_path)
+    rng = np.random.default_rng(1)
+    huge = rng.standard_normal((60, 5, 5)) * 1e200  # squares overflow float64
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(idx_bytes(huge, code=0x0E))
+    with pytest.raises(InvalidInputError, match="too large to standardize"):
+        load_dataset(str(tmp_path))
+
+
+def test_test_images_that_overflow_after_standardizing_are_rejected(tmp_path):
+    write_idx_dir(tmp_path)
+    far = np.full((20, 5, 5), 1e300)
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(idx_bytes(far, code=0x0E))
+    with pytest.raises(InvalidInputError, match="standardized test inputs overflow"):
+        load_dataset(str(tmp_path), dtype=np.float32)
 
 
 # -- embedded sets --------------------------------------------------------------------------
