@@ -817,7 +817,15 @@ def later_steps_note(config, param, *, depth: int) -> str | None:
     later-step exponents do not describe it.
     """
     from muptheory.symbolic import coord_exponents
+    from muptheory.symbolic.engine import initialization, stable_initialization
 
+    init, _ = initialization(config, param)
+    if not stable_initialization(init):
+        return (
+            "only the sizes at initialization are predicted: the given b fails "
+            "desideratum 1 (pre-activations Theta(1), output O(1)), and the engine "
+            "sizes training steps from a stable initialization"
+        )
     blown = _blown_up(coord_exponents(config, param, depth=depth, step=1))
     if not blown:
         return None

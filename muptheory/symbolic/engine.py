@@ -543,10 +543,8 @@ class Classification:
         }
 
 
-def width_only_values(
-    config: MethodConfig, param: Parameterization, u: Unknowns
-) -> dict[sympy.Symbol, sympy.Rational]:
-    """The parameterization as numbers for the unknowns (width-only, a = 0)."""
+def _width_only(config: MethodConfig, param: Parameterization) -> Parameterization:
+    """``param`` in the width-only convention with its multipliers moved into b, c."""
     c_rate = 1 if config.method == "bp" and config.optimizer == "adam" else 2
     if any(v != 0 for v in param.a.as_tuple()) and (
         config.method == "bp" and config.optimizer in ("kfac", "shampoo")
@@ -555,13 +553,45 @@ def width_only_values(
             "multipliers (a != 0) are not supported with K-FAC or Shampoo: "
             "use the equivalent parameterization with a = 0"
         )
-    p = param.without_multipliers(c_rate=c_rate).to_width_only()
+    return param.without_multipliers(c_rate=c_rate).to_width_only()
+
+
+def width_only_values(
+    config: MethodConfig, param: Parameterization, u: Unknowns
+) -> dict[sympy.Symbol, sympy.Rational]:
+    """The parameterization as numbers for the unknowns (width-only, a = 0)."""
+    p = _width_only(config, param)
     values = {}
     for g in GROUPS:
         for symbol, value in ((u.b[g], p.b[g]), (u.c[g], p.c[g])):
             if isinstance(symbol, sympy.Symbol):
                 values[symbol] = sympy.Rational(value.numerator, value.denominator)
     return values
+
+
+def initialization(
+    config: MethodConfig, param: Parameterization
+) -> tuple[dict[str, Fraction], list[str]]:
+    """Sizes of the forward pass at initialization under ``param``'s own b.
+
+    The training step is sized once desideratum 1 holds (width-only b_1 = 0,
+    b_l = 1/2), so its pre-activations are Theta(1) by construction; this sizes
+    them, and the output at init, at the b the user gave.
+
+    Returns:
+        The exponents of ``preactivation[first]``, ``preactivation[hidden]`` (the
+        first hidden layer: deeper ones compound when b_l is off), their
+        activations and ``output[init]``, and the explanation lines.
+    """
+    u = Unknowns.symbols()
+    calc = Calculation()
+    size_initialization(calc, u.b)
+    p = _width_only(config, param)
+    at = Point({u.b[g]: p.b[g] for g in GROUPS})
+    sizes = {key: q.evaluate(at) for key, q in calc.quantities.items()}
+    lines = ["Initialization at the given b (desideratum 1):"]
+    lines += ["  " + step.render(at) for step in calc.steps]
+    return sizes, lines
 
 
 def _scenario_at(s: Sized, values: dict) -> Scenario:
@@ -659,6 +689,9 @@ def classify(
         key: generic(scenario, key).evaluate(values)
         for key in _reported_keys(scenario, s)
     }
+    # the step is sized from a stable initialization; the given b decides it
+    init, init_lines = initialization(config, param)
+    exps.update({k: init[k] for k in INIT_KEYS})
     failures, reasons, remarks = [], [], []
     for c in (*desiderata.STABILITY, *s.knobs):
         e = exps[c.key]
@@ -714,10 +747,28 @@ def classify(
         config, param, stable, regime, r, readout_only, failures, exps, reasons
     )
     if explain:
-        classification.explanation = [
+        classification.explanation = init_lines + [
             step.render(values) for step in scenario.calculation.steps
         ]
     return classification
+
+
+# quantities of desideratum 1 that ``initialization`` sizes at the given b
+INIT_KEYS = ("preactivation[first]", "preactivation[hidden]", "output[init]")
+
+
+def stable_initialization(init: dict[str, Fraction]) -> bool:
+    """Desideratum 1 on ``initialization``'s sizes: pre-activations Theta(1),
+    output O(1)."""
+    return (
+        init["preactivation[first]"] == 0
+        and init["preactivation[hidden]"] == 0
+        and init["output[init]"] <= 0
+    )
+
+
+def _group(layer: int) -> str:
+    return "first" if layer == 1 else "hidden"
 
 
 def _reported_keys(scenario: Scenario, s: Sized) -> list[str]:
@@ -750,7 +801,8 @@ def coord_exponents(
     layer = depth. A value e means the RMS coordinate size grows like width^e. With
     ``step=1`` the changes are those of the first step from initialization; otherwise
     those of a generic later step (the larger of the first and a later step).
-    ``feedback`` is as for ``classify``.
+    ``feedback`` is as for ``classify``. When the initialization itself fails
+    desideratum 1 (``stable_initialization``), only h and f at init are predicted.
 
     Raises:
         UnsupportedError: for depth < 3 (the calculus sizes a hidden layer).
@@ -771,14 +823,23 @@ def coord_exponents(
             return scenario.calculation.quantities[key].evaluate(values)
         return generic(scenario, key).evaluate(values)
 
+    init, _ = initialization(config, param)
+    if not stable_initialization(init):
+        # the step is sized from a stable initialization: nothing to say after it
+        out = {
+            ("h", layer): init[f"activation[{_group(layer)}]"]
+            for layer in range(1, depth)
+        }
+        out[("f", depth)] = init["output[init]"]
+        return out
     out: dict[tuple[str, int], Fraction] = {}
     for layer in range(1, depth):
         group = "first" if layer == 1 else "hidden"
-        out[("h", layer)] = size(f"activation[{group}]")
+        out[("h", layer)] = init[f"activation[{group}]"]
         out[("delta_h", layer)] = size(f"feature_change[{group}]")
         out[("update", layer)] = size(f"update[{group}]")
     out[("update", depth)] = size("update[last]")
-    out[("f", depth)] = size("output[init]")
+    out[("f", depth)] = init["output[init]"]
     out[("delta_f", depth)] = size("output_change")
     return out
 
