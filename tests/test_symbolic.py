@@ -137,18 +137,24 @@ def tp4_r(b_last, c1, ch, cl):
 exponents = st.fractions(min_value=-2, max_value=3, max_denominator=4)
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=160, deadline=None)
 @given(
-    b_last=st.fractions(min_value=HALF, max_value=2, max_denominator=4),
+    # the stable initialization (width-only b_1 = 0, b_l = 1/2) most of the time
+    b1=st.sampled_from([F(0), F(0), F(0), -HALF, HALF, F(1)]),
+    bh=st.sampled_from([HALF, HALF, HALF, F(0), F(1), F(3, 4)]),
+    b_last=st.fractions(min_value=-HALF, max_value=2, max_denominator=4),
     c1=exponents,
     ch=exponents,
     cl=exponents,
 )
-def test_random_bp_parameterizations_agree_with_r_formula(b_last, c1, ch, cl):
-    p = Parameterization(b=(0, HALF, b_last), c=(c1, ch, cl), convention="width_only")
+def test_random_bp_parameterizations_agree_with_r_formula(b1, bh, b_last, c1, ch, cl):
+    p = Parameterization(b=(b1, bh, b_last), c=(c1, ch, cl), convention="width_only")
     result = classify(SGD, p)
     r = tp4_r(b_last, c1, ch, cl)
-    stable = r >= 0 and cl >= 1 and b_last + r >= 1  # Theorem 3.3
+    # Theorem 3.3 with a = 0: b_1 = 0, b_l = 1/2, b_L >= 1/2 at init, then r >= 0,
+    # c_L >= 1 and b_L + r >= 1
+    init = b1 == 0 and bh == HALF and b_last >= HALF
+    stable = init and r >= 0 and cl >= 1 and b_last + r >= 1
     assert result.stable == stable
     if not stable:
         return  # past a blow-up, sizes compound beyond TP IV's first-order r
@@ -163,6 +169,24 @@ def test_random_bp_parameterizations_agree_with_r_formula(b_last, c1, ch, cl):
     else:
         # only the readout learns: TP IV's NNGP kernel, reported here as trivial
         assert result.regime == "trivial" and result.readout_only
+
+
+def test_initialization_off_its_stable_b_is_unstable_whatever_the_rates():
+    # fan-in b_l = 0: hidden W entries Theta(1), u_l a CLT sum of M Theta(1) terms
+    hidden = classify(SGD, Parameterization(b=(HALF, 0, 1), c=(-1, 0, 1)))
+    assert not hidden.stable and hidden.regime == "unstable"
+    assert hidden.exponents["preactivation[hidden]"] == HALF
+    # fan-in b_1 = 2: u_1 = W_1 x ~ M^(1/2 - 2), and h_1 carries it upwards
+    first = classify(SGD, Parameterization(b=(2, HALF, 1), c=(-1, 0, 1)))
+    assert first.exponents["preactivation[first]"] == F(-3, 2)
+    assert first.exponents["preactivation[hidden]"] == F(-3, 2)
+    assert not first.stable
+    assert any("preactivation[first] vanishes" in r for r in first.reasons)
+    text = "\n".join(classify(SGD, preset("sp"), explain=True).explanation)
+    assert "Initialization at the given b" in text
+    # coord-check predictions stop at the sizes at init
+    pred = coord_exponents(SGD, Parameterization(b=(HALF, 0, 1), c=(-1, 0, 1)), depth=3)
+    assert pred == {("h", 1): 0, ("h", 2): HALF, ("f", 3): 0}
 
 
 def test_no_stable_nontrivial_tp_parameterization_is_kernel():
