@@ -60,6 +60,7 @@ import os
 import threading
 import time
 import traceback
+import warnings
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -70,14 +71,14 @@ from typing import Any
 import numpy as np
 
 import muptheory
-from muptheory.errors import InvalidInputError
+from muptheory.errors import InvalidInputError, MuptheoryError
 from muptheory.io import atomic_write_text, writable_directory
 
 logger = logging.getLogger(__name__)
 
 # What a worker sends back: (value as JSON text or None, error or None, seconds,
-# traceback or None).
-Outcome = tuple[str | None, str | None, float, str | None]
+# traceback or None, whether the error is a ``MuptheoryError``).
+Outcome = tuple[str | None, str | None, float, str | None, bool]
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,8 @@ class CellResult:
         value: the task's return value after a JSON round trip (so tuples come back
             as lists, NumPy scalars as floats), or None if the cell failed.
         error: ``"ExceptionType: message"`` if the task raised, else None.
+        user_error: True when the task raised a ``MuptheoryError``: the cell's
+            parameters are bad input, not the machine or the run at fault.
         cached: True when the value was read from the cache instead of computed.
         seconds: the task's run time (when it was computed).
     """
@@ -100,6 +103,7 @@ class CellResult:
     error: str | None = None
     cached: bool = False
     seconds: float = 0.0
+    user_error: bool = False
 
     @property
     def ok(self) -> bool:
@@ -260,6 +264,10 @@ def run_sweep(
         )
     if scheduler is not None and (not isinstance(scheduler, str) or not scheduler):
         raise InvalidInputError(f"scheduler must be an address, got {scheduler!r}")
+    if cache_dir is not None and not os.fspath(cache_dir):
+        raise InvalidInputError(
+            "the cache directory is an empty path; name a directory, or keep no cache"
+        )
     task = task_name(fn)
     full_salt = _full_salt(salt)
     cache = Path(cache_dir) if cache_dir is not None else None
@@ -319,8 +327,8 @@ def run_sweep(
                 client.close()
 
     failed = [r for r in done.values() if not r.ok]
-    if failed:
-        logger.warning(
+    if failed:  # the results carry the failures; callers tell the user
+        logger.info(
             "sweep %s: %d of %d cells failed, the first %s with %s",
             task,
             len(failed),
@@ -377,11 +385,13 @@ def _chunks(
 
 
 def _finish(key: str, cell: dict[str, Any], outcome: Outcome, task: str) -> CellResult:
-    text, error, seconds, trace = outcome
+    text, error, seconds, trace, user_error = outcome
     if error is not None:
         logger.info("sweep %s: cell %s failed: %s", task, cell, error)
         logger.debug("traceback of the failed cell:\n%s", trace)
-        return CellResult(params=cell, key=key, error=error, seconds=seconds)
+        return CellResult(
+            params=cell, key=key, error=error, seconds=seconds, user_error=user_error
+        )
     return CellResult(params=cell, key=key, value=json.loads(text), seconds=seconds)
 
 
@@ -399,17 +409,26 @@ def _read_cached(cache: Path, key: str) -> Any:
     path = _cache_path(cache, key)
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no such cell, or no cache yet
         return _MISSING
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        logger.warning("ignoring unreadable cache file %s: %s", path, err)
+        reason = getattr(err, "strerror", None) or _one_line(err)
+        warnings.warn(
+            f"ignoring unreadable cache file {str(path)!r} ({reason}); "
+            "its cell is computed again",
+            stacklevel=3,
+        )
         return _MISSING
     if (
         not isinstance(record, dict)
         or record.get("key") != key
         or "value" not in record
     ):
-        logger.warning("ignoring cache file %s: not a record of this cell", path)
+        warnings.warn(
+            f"ignoring cache file {str(path)!r}: not a record of this cell; "
+            "its cell is computed again",
+            stacklevel=3,
+        )
         return _MISSING
     return record["value"]
 
@@ -441,8 +460,10 @@ def _execute(fn: Callable[..., Any], params: dict[str, Any]) -> Outcome:
         text = json.dumps(fn(**params), default=_json_default)
     except Exception as err:
         message = f"{type(err).__name__}: {err}".splitlines()[0]
-        return None, message, time.perf_counter() - start, traceback.format_exc()
-    return text, None, time.perf_counter() - start, None
+        seconds = time.perf_counter() - start
+        user_error = isinstance(err, MuptheoryError)
+        return None, message, seconds, traceback.format_exc(), user_error
+    return text, None, time.perf_counter() - start, None, False
 
 
 def _json_default(value: Any) -> Any:
@@ -508,7 +529,9 @@ def _process_outcomes(
                     outcomes = future.result()
                 except Exception as err:  # the worker died or the task did not pickle
                     failure = (None, f"worker process failed: {_one_line(err)}", 0.0)
-                    outcomes = [(key, (*failure, None)) for key, _ in futures[future]]
+                    outcomes = [
+                        (key, (*failure, None, False)) for key, _ in futures[future]
+                    ]
                 yield from fresh(outcomes)
     finally:
         stop.set()
@@ -558,10 +581,18 @@ def _init_worker(parent_pid: int, finished, stop, jax_cache: str | None) -> None
 
 def check_scheduler(address: str, timeout: float = 10.0) -> None:
     """Raise ``InvalidInputError`` unless a Dask scheduler answers at ``address``
-    within ``timeout`` seconds (a port that accepts and stays silent included)."""
+    within ``timeout`` seconds (a port that accepts and stays silent included).
+
+    The message tells apart a malformed address (a port outside 1..65535), an
+    address where nothing answers, and a listener that is not a Dask scheduler (it
+    closes the connection or sends something other than Dask's handshake).
+    """
     import asyncio
 
     from distributed.comm import connect
+    from distributed.comm.core import CommClosedError
+
+    _check_port(address)
 
     async def probe() -> None:
         comm = await connect(address, timeout=timeout)
@@ -573,10 +604,33 @@ def check_scheduler(address: str, timeout: float = 10.0) -> None:
         raise InvalidInputError(
             f"cannot reach Dask scheduler {address!r}: no answer within {timeout:g} s"
         ) from None
-    except Exception as err:
+    except CommClosedError:
+        raise InvalidInputError(
+            f"{address!r} did not answer as a Dask scheduler: it closed the "
+            "connection during Dask's handshake"
+        ) from None
+    except OSError as err:
         raise InvalidInputError(
             f"cannot reach Dask scheduler {address!r}: {_one_line(err)}"
         ) from None
+    except Exception:  # garbage read as a Dask frame: a huge length, bad bytes
+        raise InvalidInputError(
+            f"{address!r} did not answer as a Dask scheduler: what it sent is not "
+            "Dask's handshake"
+        ) from None
+
+
+def _check_port(address: str) -> None:
+    """Reject an address whose port is not a number in 1..65535."""
+    location = address.split("://", 1)[-1]
+    host, sep, port = location.rpartition(":")
+    if not sep or (host.count(":") and not host.startswith("[")):
+        return  # no port (the protocol's default), or a bare IPv6 address
+    if not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise InvalidInputError(
+            f"invalid port {port!r} in Dask scheduler address {address!r}; "
+            "a port is a number from 1 to 65535"
+        )
 
 
 def _connect(address: str, timeout: float):
@@ -608,7 +662,8 @@ def _dask_outcomes(
             try:
                 outcome = future.result()
             except Exception as err:  # a lost worker, or the task did not import
-                outcome = (None, f"dask task failed: {_one_line(err)}", 0.0, None)
+                failure = f"dask task failed: {_one_line(err)}"
+                outcome = (None, failure, 0.0, None, False)
             yield futures[future], outcome
     finally:
         client.cancel(list(futures))

@@ -155,7 +155,8 @@ def test_an_unreadable_cache_file_is_recomputed(tmp_path, markers):
     cells = [{"x": 4, "marker_dir": str(markers)}]
     (result,) = run_sweep(square_cell, cells, cache_dir=tmp_path, workers=1)
     (tmp_path / f"{result.key}.json").write_text('{"key": "trunc')
-    (again,) = run_sweep(square_cell, cells, cache_dir=tmp_path, workers=1)
+    with pytest.warns(UserWarning, match="ignoring unreadable cache file"):
+        (again,) = run_sweep(square_cell, cells, cache_dir=tmp_path, workers=1)
     assert not again.cached and again.value == result.value
     assert calls(markers) == 2
 
@@ -291,6 +292,85 @@ def test_an_unreachable_scheduler_fails_fast_and_writes_nothing(tmp_path):
     assert time.monotonic() - start < 5
     assert address in str(info.value) and "\n" not in str(info.value)
     assert not (tmp_path / "cache").exists()
+
+
+@pytest.fixture
+def garbage_listener():
+    """The address of a loopback TCP server that answers every connection with an
+    HTTP error, not Dask's handshake; stopped after the test."""
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n" * 4)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    server.close()
+
+
+def test_a_listener_that_is_not_dask_is_named_as_such(tmp_path, garbage_listener):
+    with pytest.raises(InvalidInputError) as info:
+        run_sweep(
+            square_cell,
+            [{"x": 1}],
+            cache_dir=None,
+            scheduler=garbage_listener,
+            connect_timeout=3.0,
+        )
+    message = str(info.value)
+    assert "did not answer as a Dask scheduler" in message
+    assert garbage_listener in message and "allocate" not in message
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "http"])
+def test_a_scheduler_port_outside_1_to_65535_is_an_invalid_port(port):
+    with pytest.raises(InvalidInputError, match=f"invalid port '{port}'"):
+        run_sweep(
+            square_cell,
+            [{"x": 1}],
+            cache_dir=None,
+            scheduler=f"tcp://127.0.0.1:{port}",
+            connect_timeout=1.0,
+        )
+
+
+def test_an_empty_cache_directory_path_is_rejected(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InvalidInputError, match="cache directory is an empty path"):
+        run_sweep(square_cell, [{"x": 1}], cache_dir="", workers=1)
+    assert list(tmp_path.iterdir()) == []
+
+
+def failing_cell(kind):
+    if kind == "project":
+        raise InvalidInputError("depth must be at least 2, got 1")
+    raise ValueError("some other failure")
+
+
+def test_a_cell_that_raises_a_project_error_is_marked_as_a_user_error():
+    results = run_sweep(
+        failing_cell,
+        [{"kind": "project"}, {"kind": "other"}],
+        cache_dir=None,
+        workers=1,
+    )
+    assert [r.user_error for r in results] == [True, False]
+    assert results[0].error == "InvalidInputError: depth must be at least 2, got 1"
 
 
 def parity(cell):
