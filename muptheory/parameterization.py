@@ -28,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Literal
@@ -62,7 +63,14 @@ def parse_exponent(value: str | int | float | Fraction) -> Fraction:
             raise InvalidInputError(f"exponent must be finite, got {value!r}")
         return _bounded(Fraction(repr(value)), value)
     if isinstance(value, str):
-        text = value.strip()
+        # ASCII digits only (int() would take other scripts' digits and "1_000");
+        # the typographic minus sign reads as "-"
+        text = value.strip().replace("\u2212", "-")
+        if not _EXPONENT_TEXT.fullmatch(text):
+            raise InvalidInputError(
+                f"exponent {value!r} is not a rational number; "
+                "write an integer, a fraction such as 1/2 or a decimal such as 0.5"
+            )
         try:
             parsed = Fraction(text)
         except ZeroDivisionError:
@@ -81,6 +89,10 @@ def parse_exponent(value: str | int | float | Fraction) -> Fraction:
 
 
 MAX_EXPONENT = 1000
+# an integer, a fraction p/q, or a decimal with an optional exponent, in ASCII
+_EXPONENT_TEXT = re.compile(
+    r"[+-]?(?:\d+/\d+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)", re.ASCII
+)
 
 
 def _bounded(value: Fraction, original) -> Fraction:

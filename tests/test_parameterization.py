@@ -22,6 +22,9 @@ from muptheory.parameterization import (
         (" 3/4 ", F(3, 4)),
         ("0.25", F(1, 4)),
         (0.5, F(1, 2)),
+        ("\u22121/2", F(-1, 2)),  # the typographic minus sign
+        ("+1", F(1)),
+        ("2e-1", F(1, 5)),
     ],
 )
 def test_parse_exponent_is_exact(text, value):
@@ -29,7 +32,21 @@ def test_parse_exponent_is_exact(text, value):
 
 
 @pytest.mark.parametrize(
-    "bad", ["1/0", "abc", "", "1/2/3", float("nan"), float("inf"), None]
+    "bad",
+    [
+        "1/0",
+        "abc",
+        "",
+        "1/2/3",
+        "1/-2",
+        "1_000",  # int() would read these two
+        "\u0661",  # ARABIC-INDIC DIGIT ONE
+        "0x10",
+        "nan",
+        float("nan"),
+        float("inf"),
+        None,
+    ],
 )
 def test_parse_exponent_rejects_garbage_with_project_error(bad):
     with pytest.raises(MuptheoryError):

@@ -142,6 +142,15 @@ def test_feedback_options_with_ridge_feedback_are_rejected():
         derive_mup(config)
 
 
+@pytest.mark.parametrize(
+    "given", [{"feedback_b": "1"}, {"feedback_c": "0"}, {"feedback_c_last": "1"}]
+)
+def test_feedback_exponents_given_to_a_derivation_are_rejected(given):
+    # they are what the derivation finds; taking them silently would mislead
+    with pytest.raises(InvalidInputError, match="derivation finds"):
+        derive_mup(trained("tp", **given))
+
+
 def test_ridge_exponent_with_trained_feedback_is_rejected():
     with pytest.raises(MuptheoryError):
         derive_mup(MethodConfig("dtp", feedback="trained", mu_bar=F(1)))

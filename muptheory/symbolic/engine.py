@@ -227,6 +227,7 @@ def derive_mup(config: MethodConfig) -> Derivation:
             desiderata can be met, naming the condition that fails.
     """
     _check_supported(config)
+    _check_nothing_given_to_derive(config)
     s = sized(config, derive=True)
     symbols = _solve_order(s.unknowns)
     found: list[tuple[dict, Scenario]] = []
@@ -346,9 +347,31 @@ def _explanation(scenario: Scenario, solution: dict, s: Sized) -> list[str]:
     return init_lines + _explain(scenario, solution, s)
 
 
+def _check_nothing_given_to_derive(config: MethodConfig) -> None:
+    """Trained feedback's exponents are derived with the forward ones; giving them
+    to a derivation would be silently ignored, so it is an error."""
+    if config.feedback != "trained" or config.method not in ("tp", "dtp"):
+        return
+    defaults = MethodConfig(config.method)
+    given = [
+        f"--{name.replace('_', '-')}"
+        for name in ("feedback_b", "feedback_c", "feedback_c_last")
+        if getattr(config, name) != getattr(defaults, name)
+    ]
+    if given:
+        raise InvalidInputError(
+            f"{', '.join(given)}: the feedback exponents are what the derivation "
+            "finds (see its notes); give them to classify or coordcheck instead"
+        )
+
+
 def _format_solution(solution: dict, u: Unknowns) -> str:
     p = _parameterization(solution, u, name="").to_fan_in()
-    return f"b={p.b.to_json()} c={p.c.to_json()}"
+
+    def row(exps: LayerExponents) -> str:
+        return "(" + ", ".join(str(v) for v in exps.as_tuple()) + ")"
+
+    return f"b = {row(p.b)}, c = {row(p.c)}"
 
 
 def _check_supported(config: MethodConfig) -> None:
