@@ -79,13 +79,40 @@ class Convergence:
     slope_errors: dict[str, float | None] = field(default_factory=dict)
 
     def to_json(self) -> dict:
+        """The attributes as JSON values; a number that is not finite (none should
+        be) becomes null, never a NaN or Infinity token."""
         return {
             "widths": self.widths,
             "seeds": self.seeds,
-            "errors": self.errors,
-            "slopes": self.slopes,
-            "slope_errors": self.slope_errors,
+            "errors": {k: [_finite(v) for v in vs] for k, vs in self.errors.items()},
+            "slopes": {k: _finite(v) for k, v in self.slopes.items()},
+            "slope_errors": {k: _finite(v) for k, v in self.slope_errors.items()},
         }
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
+def check_widths(widths: Sequence[int]) -> list[int]:
+    """The widths as a list of ints: two or more, positive and distinct (a slope
+    against log width needs at least two different widths, and a repeated width
+    adds no information but biases the fit)."""
+    out = []
+    for width in widths:
+        if isinstance(width, bool) or int(width) != width or width < 1:
+            raise InvalidInputError(f"widths must be positive integers, got {width!r}")
+        out.append(int(width))
+    repeated = sorted({w for w in out if out.count(w) > 1})
+    if repeated:
+        raise InvalidInputError(
+            f"widths must be distinct, got {', '.join(map(str, repeated))} twice"
+        )
+    if len(out) < 2:
+        raise InvalidInputError(
+            f"a slope needs at least two distinct widths, got {len(out)}"
+        )
+    return out
 
 
 def fit_slope(widths: Sequence[float], errors: Sequence[float]) -> float:
@@ -95,10 +122,14 @@ def fit_slope(widths: Sequence[float], errors: Sequence[float]) -> float:
     """
     widths = np.asarray(widths, dtype=float)
     errors = np.asarray(errors, dtype=float)
-    if widths.size < 2 or np.any(errors <= 0) or np.any(widths <= 0):
+    if widths.shape != errors.shape or widths.ndim != 1:
+        raise InvalidInputError("fit_slope needs one error per width")
+    if np.unique(widths).size < 2 or np.any(errors <= 0) or np.any(widths <= 0):
         raise InvalidInputError(
-            "fit_slope needs two or more positive widths and errors"
+            "fit_slope needs two or more distinct positive widths and positive errors"
         )
+    if not np.all(np.isfinite(errors)):
+        raise InvalidInputError("fit_slope needs finite errors")
     if widths.size < 5:
         warnings.warn(f"slope fitted over only {widths.size} widths", stacklevel=2)
     return float(np.polyfit(np.log(widths), np.log(errors), 1)[0])
@@ -117,6 +148,10 @@ def slope_error(widths: Sequence[float], per_seed: Sequence[Sequence[float]]) ->
     """
     x = np.log(np.asarray(widths, dtype=float))
     dev = x - x.mean()
+    if len(per_seed) != x.size or not np.any(dev != 0):
+        raise InvalidInputError(
+            "slope_error needs the errors of each of two or more distinct widths"
+        )
     var = []
     for errs in per_seed:
         errs = np.asarray(errs, dtype=float)
@@ -147,7 +182,8 @@ def convergence(
     Args:
         config, parameterization, task, depth, steps, lr, sigma, beta, lr_mult: as
             ``limit_dynamics``; the simulator uses the same values.
-        widths: the widths M (five or more for a slope the acceptance rule accepts).
+        widths: two or more distinct widths M (five or more for a slope the
+            acceptance rule accepts).
         seeds: networks per width; network s at width M uses seed
             1000 (first_seed + s) + M.
         quantities: names from ``QUANTITIES`` (``PC_QUANTITIES``: PC only).
@@ -160,8 +196,17 @@ def convergence(
     for name in quantities:
         if name not in QUANTITIES:
             raise InvalidInputError(f"unknown quantity {name!r}; use {QUANTITIES}")
-    if not widths or seeds < 1:
-        raise InvalidInputError("give at least one width and one seed")
+    widths = check_widths(widths)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise InvalidInputError(f"seeds must be a positive integer, got {seeds!r}")
+    if (
+        isinstance(first_seed, bool)
+        or not isinstance(first_seed, int)
+        or first_seed < 0
+    ):
+        raise InvalidInputError(
+            f"first_seed must be a non-negative integer, got {first_seed!r}"
+        )
     scales = limit_scales(config, parameterization, depth=depth)
     random_output = scales.output_init == "xi"
     basis = input_basis(task)
@@ -218,4 +263,4 @@ def convergence(
         else slope_error(widths, spread[name])
         for name in quantities
     }
-    return Convergence(list(map(int, widths)), errors, slopes, seeds, slope_errors)
+    return Convergence(widths, errors, slopes, seeds, slope_errors)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -154,7 +155,7 @@ def limit_dynamics(
         beta: TP/DTP output-target step, t_L = f - beta e.
         lr_mult: per-group prefactors (first, hidden, last) of the learning rate.
         activation: must be ``"linear"``; the exact engine is for linear networks.
-        seed: draws the Gaussian readout of a b_L = 1/2 output layer (TP/DTP).
+        seed: a non-negative integer; draws the Gaussian readout of a b_L = 1/2 output layer (TP/DTP).
         output_map0: for b_L = 1/2, the C x r output map at initialization in the
             input basis ``input_basis(task)`` (couples the limit to one network).
 
@@ -163,16 +164,16 @@ def limit_dynamics(
 
     Raises:
         UnsupportedError: nonlinear activations and cases outside the engine.
-        InvalidInputError: malformed arguments or singular feedback systems.
+        InvalidInputError: malformed arguments (an unknown activation, a sigma
+            whose kernels leave float64: ``check_sigma``) or singular feedback
+            systems.
         DivergedError: the loss overflowed or became non-finite.
     """
-    if activation != "linear":
-        raise UnsupportedError(
-            f"activation {activation!r} is not supported by the exact limit engine: "
-            "its Gaussian-direction algebra is exact for linear networks only"
-        )
+    check_activation(activation)
     task = Task.of(task)
     _check_run(depth=depth, steps=steps, lr=lr, sigma=sigma, beta=beta, lr_mult=lr_mult)
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise InvalidInputError(f"seed must be a non-negative integer, got {seed!r}")
     scales = limit_scales(config, parameterization, depth=depth)
     basis = input_basis(task)
     state = LimitState(
@@ -210,6 +211,51 @@ def small_blas():
         yield
 
 
+def check_activation(activation: str) -> None:
+    """Refuse every activation but ``linear``: an unknown name as bad input, a known
+    nonlinear one (``muptheory.simulate.ACTIVATIONS``) as outside the engine."""
+    if activation == "linear":
+        return
+    from muptheory.simulate.network import ACTIVATIONS  # imports JAX: error path only
+
+    if activation not in ACTIVATIONS:
+        raise InvalidInputError(
+            f"unknown activation {activation!r}; the limit engine takes linear "
+            f"(the simulator knows {', '.join(ACTIVATIONS)})"
+        )
+    raise UnsupportedError(
+        f"activation {activation!r} is not supported by the exact limit engine: "
+        "its Gaussian-direction algebra is exact for linear networks only"
+    )
+
+
+# The engine multiplies pairs of kernels, which grow like sigma^(2L); keeping
+# sigma^(2L) within 10^(+-SIGMA_DECADES) keeps their products inside float64.
+SIGMA_DECADES = 150
+
+
+def check_sigma(sigma: float, depth: int) -> None:
+    """Refuse an init scale whose kernels (about sigma^(2L)) overflow float64 or
+    whose updates underflow to zero.
+
+    Raises:
+        InvalidInputError: 2 L |log10 sigma| > SIGMA_DECADES.
+    """
+    decades = 2 * depth * math.log10(sigma)
+    if decades > SIGMA_DECADES:
+        raise InvalidInputError(
+            f"sigma {sigma:g} overflows the limit's kernels at depth {depth}: they "
+            f"grow like sigma^(2L) = 1e{decades:.0f}, and the engine needs "
+            f"sigma^(2L) <= 1e{SIGMA_DECADES}"
+        )
+    if decades < -SIGMA_DECADES:
+        raise InvalidInputError(
+            f"sigma {sigma:g} is too small at depth {depth}: the kernels and the "
+            f"layer updates shrink like sigma^(2L) = 1e{decades:.0f} and vanish in "
+            f"float64; the engine needs sigma^(2L) >= 1e-{SIGMA_DECADES}"
+        )
+
+
 def _check_run(*, depth, steps, lr, sigma, beta, lr_mult) -> None:
     if not isinstance(depth, int) or depth < 2:
         raise InvalidInputError(f"depth must be an integer >= 2, got {depth!r}")
@@ -218,6 +264,7 @@ def _check_run(*, depth, steps, lr, sigma, beta, lr_mult) -> None:
     for name, value in (("lr", lr), ("sigma", sigma), ("beta", beta)):
         if not (isinstance(value, int | float) and np.isfinite(value) and value > 0):
             raise InvalidInputError(f"{name} must be a positive number, got {value!r}")
+    check_sigma(sigma, depth)
     if len(lr_mult) != 3 or not all(np.isfinite(m) and m >= 0 for m in lr_mult):
         raise InvalidInputError("lr_mult needs three non-negative numbers")
 

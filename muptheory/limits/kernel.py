@@ -35,6 +35,7 @@ from fractions import Fraction
 import numpy as np
 
 from muptheory.errors import InvalidInputError, UnsupportedError
+from muptheory.limits.dynamics import check_sigma
 from muptheory.limits.tasks import Task
 from muptheory.parameterization import Parameterization
 
@@ -144,6 +145,9 @@ def kernel_regime_limit(
     task = Task.of(task)
     if depth < 2:
         raise InvalidInputError(f"depth must be at least 2, got {depth}")
+    if not (np.isfinite(sigma) and sigma > 0):
+        raise InvalidInputError(f"sigma must be a positive number, got {sigma!r}")
+    check_sigma(sigma, depth)
     masks = kernel_masks(parameterization, depth=depth)
     times = np.asarray(times, dtype=float)
     if times.ndim != 1 or np.any(times < 0) or not np.all(np.isfinite(times)):

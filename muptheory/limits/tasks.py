@@ -82,6 +82,8 @@ def linear_teacher_task(
         raise InvalidInputError(
             f"n_test must be a non-negative integer, got {n_test!r}"
         )
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise InvalidInputError(f"seed must be a non-negative integer, got {seed!r}")
     rng = np.random.default_rng(seed)
     rank = min(input_dim, n_outputs)
     left, _ = np.linalg.qr(rng.normal(size=(n_outputs, rank)))
