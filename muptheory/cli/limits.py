@@ -21,7 +21,7 @@ from muptheory.cli.common import (
     atomic_write_bytes,
     print_json,
 )
-from muptheory.errors import InvalidInputError, UnsupportedError
+from muptheory.errors import InvalidInputError, MuptheoryError, UnsupportedError
 
 LIMIT_HELP = "exact infinite-width training dynamics of a deep linear network"
 INTERPOLATION_HELP = "PC's limiting interpolation between first order and Gauss-Newton"
@@ -63,9 +63,7 @@ def _register_limit(subparsers) -> None:
         "--gamma0", type=_positive_float, metavar="G", help="pc: gamma_L prefactor"
     )
     parser.add_argument("--mu0", type=_positive_float, metavar="X", help="tp/dtp: mu0")
-    parser.add_argument(
-        "--beta", type=_positive_float, default=1.0, help="tp/dtp: target step (1)"
-    )
+    parser.add_argument("--beta", type=_positive_float, help="tp/dtp: target step (1)")
     parser.add_argument(
         "--data",
         metavar="NAME_OR_PATH",
@@ -77,19 +75,20 @@ def _register_limit(subparsers) -> None:
     )
     parser.add_argument(
         "--widths",
-        metavar="M,M,...",
-        help="also train the JAX simulator at these widths (linear, float64) and "
-        "fit each quantity's error slope against width",
+        nargs="+",
+        metavar="M",
+        help="also train the JAX simulator at these widths (two or more distinct, "
+        "comma- or space-separated; linear, float64) and fit each quantity's error "
+        "slope against width",
     )
     parser.add_argument(
         "--seeds",
         type=int,
-        default=8,
-        help="seeds per width with --widths (8; the loss and PC's per-layer cosines "
+        help="seeds per width, only with --widths (8; the loss and PC's per-layer cosines "
         "and update norms, a few numbers per step, need about 128 for a slope "
         "within +-0.05; the printed +- is the slope's standard error)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="data / readout seed")
+    parser.add_argument("--seed", type=_seed, default=0, help="data / readout seed (0)")
     add_method_options(parser)
     parser.set_defaults(run=run_limit)
 
@@ -109,7 +108,7 @@ def _register_interpolation(subparsers) -> None:
         metavar="G",
         help="gamma0 values (default: 25 values from 1e-3 to 1e3)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="data seed")
+    parser.add_argument("--seed", type=_seed, default=0, help="data seed (0)")
     parser.set_defaults(run=run_interpolation)
 
 
@@ -140,15 +139,54 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            f"must be a non-negative integer, got {text!r}"
+        )
+    return value
+
+
+def _memory_errors(run):
+    """Run a command, turning running out of memory into a one-line error."""
+
+    def wrapped(args: argparse.Namespace) -> int:
+        try:
+            return run(args)
+        except MemoryError:
+            raise MuptheoryError(
+                "ran out of memory; use fewer samples, steps, seeds or smaller widths"
+            ) from None
+
+    return wrapped
+
+
 # -- limit ------------------------------------------------------------------------
 
 
+@_memory_errors
 def run_limit(args: argparse.Namespace) -> int:
-    from muptheory.limits.dynamics import limit_dynamics
+    from muptheory.limits.dynamics import check_activation, check_sigma, limit_dynamics
     from muptheory.limits.kernel import kernel_regime_limit
+    from muptheory.limits.memory import check_memory
 
     config = _method_config(args)
     _check_sizes(args)
+    _check_applicable(args, config)
+    widths = _widths(args.widths) if args.widths else []
+    check_activation(args.activation)
+    check_sigma(args.sigma, args.depth)
+    check_memory(
+        samples=args.samples,
+        steps=args.steps,
+        depth=args.depth,
+        widths=widths,
+        seeds=args.seeds,
+    )
     param = _limit_parameterization(args.param, config)
     task = _task(args)
     if _is_kernel_regime(config, param):
@@ -197,8 +235,8 @@ def run_limit(args: argparse.Namespace) -> int:
         steps=args.steps,
     )
     conv = None
-    if args.widths:
-        conv = _convergence(args, config, param, task)
+    if widths:
+        conv = _convergence(args, config, param, task, widths)
         out["convergence"] = conv.to_json()
     if args.plot:
         _plot_limit(args.plot, curve, conv, title=f"{config.method}, {args.param}")
@@ -229,6 +267,44 @@ def _method_config(args):
     options["gamma0"] = args.gamma0
     options["mu0"] = args.mu0
     return MethodConfig.create(args.method, **options)
+
+
+def _check_applicable(args, config) -> None:
+    """Refuse options the chosen method or mode does not use; fill their defaults."""
+    if args.beta is not None and config.method not in ("tp", "dtp"):
+        raise InvalidInputError(
+            f"--beta is the TP/DTP output-target step; {config.method} does not use it"
+        )
+    if args.beta is None:
+        args.beta = 1.0
+    if args.seeds is not None and not args.widths:
+        raise InvalidInputError(
+            "--seeds is the number of networks per width in the finite-width "
+            "comparison; give --widths too"
+        )
+    if args.seeds is None:
+        args.seeds = 8
+
+
+def _widths(items: list[str]) -> list[int]:
+    """--widths as integers: comma- or space-separated, two or more, distinct."""
+    from muptheory.limits.convergence import check_widths
+
+    text = ",".join(items)
+    widths = []
+    for item in text.split(","):
+        try:
+            widths.append(int(item))
+        except ValueError:
+            what = "an empty item" if not item.strip() else f"{item.strip()!r}"
+            raise InvalidInputError(
+                f"--widths takes positive integers separated by commas or spaces "
+                f"(e.g. 64,128,256); {text!r} has {what}"
+            ) from None
+    try:
+        return check_widths(widths)
+    except InvalidInputError as err:
+        raise InvalidInputError(f"--widths: {err}") from None
 
 
 def _check_sizes(args) -> None:
@@ -268,18 +344,8 @@ def _task(args):
     return Task.of(data)
 
 
-def _convergence(args, config, param, task):
-    from muptheory.limits.convergence import convergence
-
-    try:
-        widths = [int(w) for w in args.widths.split(",") if w.strip()]
-    except ValueError:
-        raise InvalidInputError(
-            f"--widths must be integers separated by commas, got {args.widths!r}"
-        ) from None
-    if len(widths) < 2 or min(widths) < 1:
-        raise InvalidInputError("--widths needs at least two positive widths")
-    from muptheory.limits.convergence import PC_QUANTITIES, QUANTITIES
+def _convergence(args, config, param, task, widths: list[int]):
+    from muptheory.limits.convergence import PC_QUANTITIES, QUANTITIES, convergence
 
     quantities = [
         q for q in QUANTITIES if config.method == "pc" or q not in PC_QUANTITIES
@@ -328,15 +394,20 @@ def _plot_limit(path: str, curve, conv, *, title: str) -> None:
 # -- interpolation -------------------------------------------------------------------
 
 
+@_memory_errors
 def run_interpolation(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from muptheory.limits.dynamics import check_sigma
+    from muptheory.limits.memory import check_memory
     from muptheory.limits.pc import pc_interpolation
     from muptheory.limits.tasks import linear_teacher_task
 
     _check_sizes(args)
+    check_sigma(args.sigma, args.depth)
     gamma0 = args.gamma0 if args.gamma0 else list(np.logspace(-3, 3, 25))
     task = linear_teacher_task(n_outputs=10, seed=args.seed)
+    check_memory(samples=task.x_train.shape[0], steps=args.steps, depth=args.depth)
     result = pc_interpolation(
         task,
         depth=args.depth,
