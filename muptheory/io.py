@@ -124,6 +124,22 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
+FIGURE_FORMATS: tuple[str, ...] = ("png", "pdf", "svg")
+
+
+def figure_format(path: str | os.PathLike) -> str:
+    """The figure format that ``path``'s extension names: ``png``, ``pdf`` or ``svg``.
+
+    Raises:
+        InvalidInputError: for an empty path or any other extension.
+    """
+    name = os.fspath(path)
+    suffix = Path(name).suffix.lower().lstrip(".")
+    if not name or suffix not in FIGURE_FORMATS:
+        raise InvalidInputError(f"--plot must end in .png, .pdf or .svg, got {name!r}")
+    return suffix
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))

@@ -81,6 +81,35 @@ def test_zero_or_nan_seeds_are_dropped_from_a_fit():
     assert fit_exponent(widths, np.full((3, 2), np.nan)) is None
 
 
+def test_one_seed_at_two_widths_has_no_interval_and_is_judged_by_the_tolerance():
+    widths = np.array([64, 128])
+    values = (widths**0.1)[:, None]  # one seed, slope 0.1, no degree of freedom
+    slope, low, high = fit_exponent(widths, values)
+    assert slope == pytest.approx(0.1) and low is None and high is None
+    assert agrees(slope, low, high, Fraction(0), tolerance=0.15)
+    assert not agrees(slope, low, high, Fraction(-1, 2), tolerance=0.15)
+
+
+def test_a_predicted_quantity_that_could_not_be_fitted_is_not_called_disagreeing():
+    from muptheory.simulate.coordcheck import CoordCheckResult, QuantityFit
+
+    unfitted = QuantityFit("h", 1, 0, None, None, None, Fraction(0), False, [64, 128])
+    result = CoordCheckResult(
+        config=MethodConfig.create("bp"),
+        param=preset("mup"),
+        settings=CoordCheckSettings(),
+        data_name="digits",
+        widths=[64, 128],
+        sizes={},
+        diverged=[],
+        fits=[unfitted],
+    )
+    (row,) = result.table().splitlines()[2:]
+    assert row.endswith("not fitted") and "DISAGREE" not in row
+    assert unfitted.to_json()["agrees"] is False  # JSON keeps its meaning
+    assert result.all_agree is False
+
+
 def test_agreement_rule_uses_the_interval_or_the_tolerance():
     assert agrees(0.1, 0.05, 0.15, Fraction(0), tolerance=0.15)
     assert not agrees(0.2, 0.15, 0.25, Fraction(0), tolerance=0.15)
@@ -371,6 +400,69 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1, (what, result.stderr)
         assert "error" in lines[0]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--widths", "1000000000000", "16"], "width 1000000000000 is too large"),
+        (["--depth", "1"], "depth must be at least 2"),
+        (["--plot", "out.txt"], "--plot must end in .png, .pdf or .svg"),
+        (["--plot", ""], "--plot must end in .png, .pdf or .svg, got ''"),
+        (["--cache-dir", ""], "cache directory is an empty path"),
+        (["--data", "{flat}"], "have no pixels"),
+    ],
+    ids=["huge-width", "depth-1", "plot-txt", "plot-empty", "cache-empty", "no-pixels"],
+)
+def test_bad_settings_are_one_line_before_any_training(tmp_path, args, message):
+    flat = tmp_path / "flat"  # IDX images of shape (0, 5): no pixels
+    flat.mkdir()
+    for split, n in (("train", 40), ("t10k", 8)):
+        head = bytes([0, 0, 0x08, 3]) + b"".join(
+            x.to_bytes(4, "big") for x in (n, 0, 5)
+        )
+        (flat / f"{split}-images-idx3-ubyte").write_bytes(head)
+        labels = bytes([0, 0, 0x08, 1]) + n.to_bytes(4, "big") + bytes(n)
+        (flat / f"{split}-labels-idx1-ubyte").write_bytes(labels)
+    args = [a.format(flat=flat) for a in args]
+    result = subprocess.run(
+        [sys.executable, "-m", "muptheory", "coordcheck", "bp", "--param", "sp"]
+        + ["--widths", "16", "32", "--steps", "1", "--no-progress", *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert result.stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flat"]
+
+
+def test_cli_with_one_seed_and_two_widths_says_so_and_writes_a_pdf(
+    monkeypatch, capsys, tmp_path
+):
+    import muptheory.cli.simulate as cli_simulate
+    import muptheory.data as data_module
+
+    monkeypatch.setattr(
+        cli_simulate,
+        "_predictions",
+        lambda config, param, depth: (mup_sgd_exponents(depth), []),
+    )
+    monkeypatch.setattr(data_module, "load_dataset", lambda name, seed=0: Data())
+    args = ["coordcheck", "bp", "--param", "mup", "--widths", "32", "64"]
+    args += ["--steps", "1", "--seeds", "1", "--no-progress", "--workers", "1"]
+    args += ["--cache-dir", str(tmp_path / "cache")]
+    assert main([*args, "--plot", str(tmp_path / "panels.pdf")]) == 0
+    text = capsys.readouterr().out
+    assert text.rstrip().endswith("(fit on all 2 widths)")
+    assert "[+" not in text and "[-" not in text  # no zero-width intervals
+    assert (tmp_path / "panels.pdf").read_bytes()[:5] == b"%PDF-"
+
+    assert main([*args, "--json"]) == 0
+    quantities = json.loads(capsys.readouterr().out)["quantities"]
+    assert all(q["ci_low"] is None and q["ci_high"] is None for q in quantities)
 
 
 def test_cli_json_has_the_documented_fields(monkeypatch, capsys, tmp_path):

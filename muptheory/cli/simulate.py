@@ -32,6 +32,7 @@ from muptheory.cli.common import (
     resolve_parameterization,
     sweep_options,
 )
+from muptheory.io import figure_format, output_target
 
 # The coord check's defaults, repeated from ``muptheory.simulate.coordcheck`` (a test
 # keeps them equal) because importing that package imports JAX, which would make
@@ -104,8 +105,10 @@ def run_coordcheck(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         fit_widths=args.fit_widths,
     )
-    if args.plot:
+    if args.plot is not None:
+        figure_format(args.plot)
         check_output_file(args.plot)
+        output_target(args.plot)
     param = resolve_parameterization(args.param, config, a=args.a, b=args.b, c=args.c)
     data = load_dataset(args.data, seed=0)
     predicted, notes = _predictions(config, param, settings.depth)
@@ -132,10 +135,11 @@ def run_coordcheck(args: argparse.Namespace) -> int:
             **sweep_options(args),
         )
 
-    if args.plot:
-        from muptheory.simulate.plot import coord_check_png
+    if args.plot is not None:
+        from muptheory.simulate.plot import coord_check_figure
 
-        atomic_write_bytes(args.plot, coord_check_png(result))
+        figure = coord_check_figure(result, format=figure_format(args.plot))
+        atomic_write_bytes(args.plot, figure)
     if args.json:
         print_json(result.to_json())
     else:
@@ -144,8 +148,19 @@ def run_coordcheck(args: argparse.Namespace) -> int:
             f"method {config.method}, data {result.data_name}, widths {result.widths}"
         )
         print(result.table())
-        verdict = "all agree" if result.all_agree else "some quantities DISAGREE"
-        print(f"\n{verdict} (fit on the widest {settings.fit_widths} widths)")
+        if result.all_agree:
+            verdict = "all agree"
+        elif any(f.judged and not f.agrees for f in result.fits):
+            verdict = "some quantities DISAGREE"
+        else:
+            verdict = "some quantities could not be fitted"
+        n_widths = len(settings.widths)
+        fitted = (
+            f"all {n_widths} widths"
+            if settings.fit_widths >= n_widths
+            else f"the widest {settings.fit_widths} widths"
+        )
+        print(f"\n{verdict} (fit on {fitted})")
     return 0
 
 

@@ -13,10 +13,11 @@ training batch):
 Each quantity's size at the widest ``fit_widths`` widths is fit against width on a
 log-log scale, one least-squares slope per seed; the measured exponent is the mean
 slope and its confidence interval is Student's t over seeds (one seed: the regression's
-own standard error). THEORY.md section 3 warns that a sum of terms with different
+own standard error; with one seed and two widths there is none). THEORY.md section 3 warns that a sum of terms with different
 exponents can fake a slope at moderate widths, hence the widest widths and the separate
 ``update`` terms. A prediction agrees when |measured - predicted| is within the
-interval's half width, or within ``tolerance`` (0.15) when the interval is tighter.
+interval's half width, or within ``tolerance`` (0.15) when the interval is tighter or
+undefined.
 
 Runs that produce NaN or infinity are recorded as diverged (width, seed, step) and
 that seed's later sizes are left out of every fit.
@@ -51,7 +52,13 @@ from scipy import stats
 from muptheory.errors import InvalidInputError, MuptheoryError
 from muptheory.methods import MethodConfig, config_from_options
 from muptheory.parameterization import Parameterization, format_exponent
-from muptheory.simulate.network import Architecture, activation_fn, forward, rms
+from muptheory.simulate.network import (
+    Architecture,
+    activation_fn,
+    check_width,
+    forward,
+    rms,
+)
 from muptheory.simulate.precision import dtype_name, precision
 from muptheory.simulate.step import SimOptions, Simulator, TrainState
 
@@ -103,6 +110,7 @@ class CoordCheckSettings:
         for w in widths:
             if isinstance(w, bool) or not isinstance(w, int | np.integer) or w < 1:
                 raise InvalidInputError(f"widths must be positive integers, got {w!r}")
+            check_width(int(w))
         if len(set(widths)) < 2:
             raise InvalidInputError("a coord check needs at least two distinct widths")
         object.__setattr__(self, "widths", tuple(sorted({int(w) for w in widths})))
@@ -114,6 +122,8 @@ class CoordCheckSettings:
                 )
         if self.fit_widths < 2:
             raise InvalidInputError("fit_widths must be at least 2")
+        if self.depth < 2:
+            raise InvalidInputError(f"depth must be at least 2, got {self.depth}")
         if not (isinstance(self.lr, int | float) and 0 < self.lr < math.inf):
             raise InvalidInputError(f"lr must be a positive number, got {self.lr!r}")
         if not 0 < self.confidence < 1:
@@ -144,7 +154,8 @@ class QuantityFit:
     Attributes:
         name, layer, step: which quantity, where and after how many steps.
         measured_exponent: mean log-log slope over seeds (None: nothing to fit).
-        ci_low, ci_high: its confidence interval.
+        ci_low, ci_high: its confidence interval (None: undefined, as for one seed
+            at two widths, or nothing fitted).
         predicted_exponent: the engine's exponent (None: no prediction).
         agrees: whether they match (None without a prediction; False with a
             prediction but no fitted exponent).
@@ -270,6 +281,8 @@ class CoordCheckResult:
             ]
             if fit.diverged:
                 verdict = "diverged"
+            elif fit.measured_exponent is None and fit.predicted_exponent is not None:
+                verdict = "not fitted"  # no exponent to compare, so no disagreement
 
             rows.append(
                 f"{fit.name:<10}{fit.layer:>6}{fit.step:>6}{measured:>10}{ci:>18}"
@@ -396,6 +409,14 @@ def _measure_sweep(
         raise InvalidInputError(
             f"batch_size {s.batch_size} exceeds the {x_all.shape[0]} training samples"
         )
+    # the network's shapes and activation, checked once before any width runs
+    Architecture(
+        width=max(s.widths),
+        depth=s.depth,
+        input_dim=int(x_all.shape[1]),
+        n_outputs=int(np.asarray(data.y_train).shape[1]),
+        activation=s.activation,
+    )
     in_process = scheduler is None and workers == 1
     name, fingerprint = _data_identity(data, reloadable=not in_process)
     shared = {
@@ -658,7 +679,7 @@ def _store(sizes, t: int, values, alive: np.ndarray) -> None:
 
 def fit_exponent(
     widths: Sequence[int], values: np.ndarray, *, confidence: float = 0.95
-) -> tuple[float, float, float] | None:
+) -> tuple[float, float | None, float | None] | None:
     """Log-log slope of size against width with a confidence interval over seeds.
 
     Args:
@@ -671,8 +692,8 @@ def fit_exponent(
         (slope, low, high), or None when fewer than two widths or no seed remain.
         With several seeds the slope is the mean of per-seed least-squares slopes and
         the interval is mean +- t_{(1+confidence)/2, k-1} sd / sqrt(k); with one seed
-        it is the regression's standard error (t with n - 2 degrees of freedom, or a
-        zero-width interval for two widths).
+        it is the regression's standard error (t with n - 2 degrees of freedom).
+        One seed at two widths leaves no degree of freedom: low and high are None.
     """
     values = np.asarray(values, dtype=float)
     good = np.all(np.isfinite(values) & (values > 0), axis=0)
@@ -697,15 +718,24 @@ def fit_exponent(
             reg = stats.linregress(logw, logv[:, 0])
             half = stats.t.ppf(q, len(widths) - 2) * reg.stderr
         else:
-            half = 0.0
+            return mean, None, None
+    if not math.isfinite(half):
+        return mean, None, None
     return mean, float(mean - half), float(mean + half)
 
 
 def agrees(
-    measured: float, low: float, high: float, predicted: Fraction, *, tolerance: float
+    measured: float,
+    low: float | None,
+    high: float | None,
+    predicted: Fraction,
+    *,
+    tolerance: float,
 ) -> bool:
-    """Within the interval, or within ``tolerance`` when the interval is tighter."""
-    half = max((high - low) / 2, tolerance)
+    """Within the interval, or within ``tolerance`` when the interval is tighter or
+    undefined (``low``, ``high`` None)."""
+    width = 0.0 if low is None or high is None else high - low
+    half = max(width / 2, tolerance)
     return abs(measured - float(predicted)) <= half + 1e-12
 
 

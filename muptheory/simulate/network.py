@@ -32,6 +32,10 @@ from muptheory.parameterization import Parameterization
 
 Array = jax.Array
 ACTIVATIONS: tuple[str, ...] = ("linear", "tanh", "relu")
+# The widest hidden layer accepted: a hidden weight matrix of width 2^20 already
+# holds 2^40 entries (4 TiB in float32), beyond any machine this runs on, so a wider
+# request is a typing slip, not a network to allocate.
+MAX_WIDTH = 2**20
 
 
 def activation_fn(name: str) -> Callable[[Array], Array]:
@@ -58,6 +62,15 @@ def activation_derivative(name: str) -> Callable[[Array], Array]:
     raise InvalidInputError(
         f"unknown activation {name!r}; use one of {', '.join(ACTIVATIONS)}"
     )
+
+
+def check_width(width: int) -> None:
+    """Raise ``InvalidInputError`` for a width above ``MAX_WIDTH``."""
+    if width > MAX_WIDTH:
+        raise InvalidInputError(
+            f"width {width} is too large; widths must be at most {MAX_WIDTH} "
+            f"(2^20), since a hidden layer holds width^2 weights"
+        )
 
 
 @dataclass(frozen=True)
@@ -87,6 +100,7 @@ class Architecture:
                 )
         if self.depth < 2:
             raise InvalidInputError(f"depth must be at least 2, got {self.depth}")
+        check_width(self.width)
         activation_fn(self.activation)
 
     @property

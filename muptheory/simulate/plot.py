@@ -3,7 +3,8 @@
 One panel per (quantity, layer), log-log axes, the seed mean of each step drawn as a
 line (step 0 is the initialization). Each panel's title carries the fitted exponent of
 the last step and the predicted one. Rendering uses matplotlib's Agg backend and
-returns PNG bytes, so callers decide where (and how atomically) to write them.
+returns the bytes of a PNG, PDF or SVG file, so callers decide where (and how
+atomically) to write them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,13 @@ _LABELS = {
 
 def coord_check_png(result: CoordCheckResult, *, columns: int = 4) -> bytes:
     """Draw the panels of ``result`` and return them as PNG bytes."""
+    return coord_check_figure(result, format="png", columns=columns)
+
+
+def coord_check_figure(
+    result: CoordCheckResult, *, format: str = "png", columns: int = 4
+) -> bytes:
+    """Draw the panels of ``result`` as a ``png``, ``pdf`` or ``svg`` file's bytes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -61,7 +69,7 @@ def coord_check_png(result: CoordCheckResult, *, columns: int = 4) -> bytes:
         fontsize=10,
     )
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
+    fig.savefig(buffer, format=format, dpi=110)
     return buffer.getvalue()
 
 
