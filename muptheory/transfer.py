@@ -10,12 +10,14 @@ and resumed by ``muptheory.sweeps.run_sweep``. For each width, a learning rate's
 score is its metric averaged over seeds: the final epoch's mean training loss
 (lower is better) or the final test accuracy (higher is better). A learning rate
 at which any seed diverged (NaN or infinity, or a final train loss above
-``BLOWUP_LOSS``) or whose cell failed scores worst, so
+``BLOWUP_LOSS``) or whose cell failed (a lost worker) scores worst, so
 
     eta*(M) = argbest_{eta : no seed diverged} mean_seeds metric(M, eta, seed),
 
 ties going to the smaller learning rate; a width where every rate diverged has no
-eta* (None, with a warning).
+eta* (None, with a warning). Bad settings are no divergence: they are rejected
+before any cell runs, and a cell that raises a project error (``MuptheoryError``)
+stops the sweep with that error.
 
 Example (under a ``__main__`` guard, since the cells run in worker processes)::
 
@@ -39,8 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from muptheory.errors import InvalidInputError
-from muptheory.io import atomic_write_bytes
+from muptheory.errors import DivergedError, InvalidInputError, MuptheoryError
+from muptheory.io import atomic_write_bytes, figure_format
 from muptheory.methods import MethodConfig, config_from_options
 from muptheory.parameterization import Parameterization
 
@@ -110,8 +112,15 @@ class TransferGrid:
                 )
         for name in ("seeds", "epochs", "depth", "batch_size"):
             _check_positive_int(name, getattr(self, name))
+        if self.depth < 2:
+            raise InvalidInputError(f"depth must be at least 2, got {self.depth}")
         if self.n_train is not None:
             _check_positive_int("n_train", self.n_train)
+            if self.batch_size > self.n_train:
+                raise InvalidInputError(
+                    f"batch_size {self.batch_size} exceeds n_train {self.n_train}; "
+                    "a step needs a full batch"
+                )
         object.__setattr__(self, "widths", tuple(sorted(set(self.widths))))
         object.__setattr__(self, "lrs", tuple(sorted({float(x) for x in self.lrs})))
 
@@ -276,13 +285,18 @@ def transfer_sweep(
         The ``TransferResult``.
 
     Raises:
-        InvalidInputError: for an unknown metric or data set, or what ``run_sweep``
-            rejects (an unreachable scheduler, an unwritable cache directory).
+        InvalidInputError: for an unknown metric or data set, settings the data or
+            the network cannot take (a batch larger than the training set, a width
+            too large), or what ``run_sweep`` rejects (an unreachable scheduler, an
+            unwritable cache directory).
+        MuptheoryError: when a cell raised one (bad input that only training
+            found); a diverged run is a result, not an error.
     """
     from muptheory.sweeps import run_sweep
 
     check_metric(metric)
     data = _data_name(data)
+    check_grid(grid, data=data)
     cells = transfer_cells(config, param, grid, data=data)
     # Widest first, since they take longest; and a width's cells to one worker,
     # which compiles the training step once for all of their learning rates.
@@ -298,6 +312,19 @@ def transfer_sweep(
         jax_cache=True,
         group=operator.itemgetter("width"),
     )
+    for result in results:
+        if result.user_error and not result.error.startswith(DivergedError.__name__):
+            where = ", ".join(
+                f"{k} {result.params[k]}" for k in ("width", "lr", "seed")
+            )
+            raise MuptheoryError(f"transfer cell ({where}) failed: {result.error}")
+    lost = [result for result in results if not result.ok]
+    if lost:
+        warnings.warn(
+            f"{len(lost)} of {len(results)} cells failed and score like diverged "
+            f"ones; the first: {lost[0].error}",
+            stacklevel=2,
+        )
     records: list[dict[str, Any]] = [{} for _ in cells]
     for i, result in zip(order, results, strict=True):
         records[i] = _record(result)
@@ -310,6 +337,33 @@ def transfer_sweep(
         cells=records,
         best_lr=best_learning_rates(records, metric=metric, widths=grid.widths),
     )
+
+
+def check_grid(grid: TransferGrid, *, data: str) -> None:
+    """Reject settings under which every cell would fail, before any cell runs.
+
+    Raises:
+        InvalidInputError: when ``data`` cannot be loaded, has fewer training
+            samples than a batch, or a width, the depth or the activation do not
+            make a network (``Architecture``) for its inputs and classes.
+    """
+    from muptheory.data import load_dataset
+    from muptheory.simulate.network import Architecture
+
+    dataset = load_dataset(data, seed=0, n_train=grid.n_train)
+    if grid.batch_size > dataset.n_train:
+        raise InvalidInputError(
+            f"batch_size {grid.batch_size} exceeds the {dataset.n_train} training "
+            f"samples of {data!r}"
+        )
+    for width in grid.widths:
+        Architecture(
+            width=width,
+            depth=grid.depth,
+            input_dim=dataset.input_dim,
+            n_outputs=int(dataset.y_train.shape[1]),
+            activation=grid.activation,
+        )
 
 
 def check_metric(metric: str) -> None:
@@ -425,6 +479,11 @@ def best_learning_rates(
 
 def transfer_png(result: TransferResult) -> bytes:
     """The transfer plot of ``result`` (see ``draw_transfer``) as PNG bytes."""
+    return transfer_figure(result, format="png")
+
+
+def transfer_figure(result: TransferResult, *, format: str = "png") -> bytes:
+    """The transfer plot of ``result`` as a ``png``, ``pdf`` or ``svg`` file's bytes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -433,7 +492,7 @@ def transfer_png(result: TransferResult) -> bytes:
     fig = Figure(figsize=(5.5, 4.0), layout="constrained")
     draw_transfer(fig.subplots(), result)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
+    fig.savefig(buffer, format=format, dpi=120)
     return buffer.getvalue()
 
 
@@ -483,9 +542,10 @@ def draw_transfer(ax, result: TransferResult) -> None:
     ax.legend(title="width", fontsize="small")
 
 
-def write_transfer_png(path: str | os.PathLike, result: TransferResult) -> None:
-    """Write the transfer plot to ``path`` atomically."""
-    atomic_write_bytes(path, transfer_png(result))
+def write_transfer_plot(path: str | os.PathLike, result: TransferResult) -> None:
+    """Write the transfer plot to ``path`` atomically, in the format its extension
+    names (.png, .pdf or .svg)."""
+    atomic_write_bytes(path, transfer_figure(result, format=figure_format(path)))
 
 
 def _check_positive_int(name: str, value: Any) -> None:

@@ -176,16 +176,67 @@ def run_cli(*args, cwd):
         (["--lrs", "0.1", "0"], "rates must be positive"),
         (["--plot", "missing/t.png"], "does not exist"),
         (["--scheduler", "tcp://127.0.0.1:{port}"], "cannot reach Dask scheduler"),
+        (["--scheduler", "tcp://127.0.0.1:99999"], "invalid port '99999'"),
+        (["--depth", "1"], "depth must be at least 2"),
+        (["--n-train", "3"], "batch_size 32 exceeds n_train 3"),
+        (["--batch-size", "1000"], "batch_size 1000 exceeds n_train 64"),
+        (["--widths", "16", "1000000000000"], "width 1000000000000 is too large"),
+        (["--plot", "t.txt"], "--plot must end in .png, .pdf or .svg"),
+        (["--plot", ""], "--plot must end in .png, .pdf or .svg, got ''"),
+        (["--cache-dir", ""], "cache directory is an empty path"),
     ],
-    ids=["empty-lrs", "zero-width", "zero-lr", "unwritable-plot", "no-scheduler"],
+    ids=[
+        "empty-lrs",
+        "zero-width",
+        "zero-lr",
+        "unwritable-plot",
+        "no-scheduler",
+        "bad-port",
+        "depth-1",
+        "tiny-n-train",
+        "batch-over-n-train",
+        "huge-width",
+        "plot-txt",
+        "plot-empty",
+        "cache-dir-empty",
+    ],
 )
 def test_bad_input_is_one_stderr_line_exit_2_and_no_files(tmp_path, extra, message):
     extra = [a.format(port=free_loopback_port()) for a in extra]
     local = [] if "--scheduler" in extra else LOCAL
-    proc = run_cli(*TINY, *local, *extra, "--cache-dir", "cache", cwd=tmp_path)
+    proc = run_cli(*TINY, *local, "--cache-dir", "cache", *extra, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr
     assert lines[0].startswith("muptheory transfer: error:")
     assert proc.stdout == ""
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_cell_that_rejects_its_input_is_an_error_not_a_divergence(monkeypatch):
+    import muptheory.transfer as transfer
+    from muptheory.errors import MuptheoryError
+    from muptheory.methods import MethodConfig
+    from muptheory.parameterization import preset
+
+    # Skip the up-front check, so that only the cells meet the oversized batch.
+    monkeypatch.setattr(transfer, "check_grid", lambda grid, data: None)
+    grid = TransferGrid(widths=(16,), lrs=(0.1,), batch_size=4096, n_train=None)
+    with pytest.raises(MuptheoryError, match="batch_size 4096 exceeds") as info:
+        transfer.transfer_sweep(
+            MethodConfig.create("bp"),
+            preset("sp"),
+            grid,
+            data="digits",
+            cache_dir=None,
+            workers=1,
+        )
+    assert "width 16, lr 0.1, seed 0" in str(info.value)
+
+
+def test_a_batch_larger_than_the_whole_training_set_is_refused_up_front():
+    from muptheory.transfer import check_grid
+
+    grid = TransferGrid(widths=(16,), lrs=(0.1,), batch_size=4096, n_train=None)
+    with pytest.raises(InvalidInputError, match="batch_size 4096 exceeds the 1438"):
+        check_grid(grid, data="digits")

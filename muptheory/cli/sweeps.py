@@ -27,6 +27,7 @@ from muptheory.cli.common import (
     print_json,
     sweep_options,
 )
+from muptheory.io import figure_format, output_target
 
 _EPILOG = """\
 --param mup is the method's own derived muP (the SGD preset for BP with SGD).
@@ -106,15 +107,17 @@ def run_transfer(args: argparse.Namespace) -> int:
         n_train=args.n_train or None,
         dtype=args.dtype,
     )
-    if args.plot:
+    if args.plot is not None:
+        figure_format(args.plot)
         check_output_file(args.plot)
+        output_target(args.plot)
     param = resolve_parameterization(args.param, config)
     result = _sweep(args, config, param, grid)
 
-    if args.plot:
-        from muptheory.transfer import write_transfer_png
+    if args.plot is not None:
+        from muptheory.transfer import write_transfer_plot
 
-        write_transfer_png(args.plot, result)
+        write_transfer_plot(args.plot, result)
     if args.json:
         print_json(result.to_json())
     else:
@@ -125,11 +128,11 @@ def run_transfer(args: argparse.Namespace) -> int:
 def _sweep(args, config, param, grid):
     from tqdm import tqdm
 
-    from muptheory.data import load_dataset
-    from muptheory.transfer import transfer_sweep
+    from muptheory.transfer import check_grid, transfer_sweep
 
-    # Loading here turns a bad data name or path into one error before any cell runs.
-    load_dataset(args.data, seed=0, n_train=grid.n_train)
+    # A bad data name or path, or settings no cell could train with, are one error
+    # here, before the progress bar and any cell.
+    check_grid(grid, data=args.data)
     total = len(grid.widths) * len(grid.lrs) * grid.seeds
     with tqdm(
         total=total,
@@ -157,12 +160,13 @@ def _print_table(result) -> None:
     lrs = result.grid.lrs
     print(
         f"method {result.method}, param {result.param}, data {result.data}, "
-        f"metric {result.metric} (seed mean; 'div' = diverged)"
+        f"metric {result.metric} (seed mean; 'div' = diverged, 'err' = failed)"
     )
+    failed = {(c["width"], c["lr"]) for c in result.cells if c.get("error")}
     print("width   " + "".join(f"{lr:>10.4g}" for lr in lrs) + "   best lr")
     for width in result.grid.widths:
         row = "".join(
-            f"{'div':>10}"
+            f"{'err' if (width, lr) in failed else 'div':>10}"
             if scores.get((width, lr)) is None
             else f"{scores[(width, lr)]:>10.4g}"
             for lr in lrs
