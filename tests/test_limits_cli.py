@@ -263,3 +263,9 @@ def test_unknown_activation_is_not_called_nonlinear():
         *base, "--activation", "bogus"
     )
     assert "not supported" in one_line_error(*base, "--activation", "tanh")
+
+
+def test_a_loss_too_large_at_initialization_blames_sigma_not_the_learning_rate():
+    message = one_line_error("limit", "tp", "--param", "mup", "--sigma", "1e20")
+    assert "initialization" in message and "sigma" in message
+    assert "learning rate" not in message

@@ -309,6 +309,12 @@ class _Runner:
         if not (
             np.isfinite(loss) and loss < DIVERGENCE_LOSS and np.isfinite(test_loss)
         ):
+            if t == 0:  # no step taken: the init scale, not the learning rate
+                raise DivergedError(
+                    f"the limit's loss at initialization is {loss:.3g}, beyond "
+                    f"{DIVERGENCE_LOSS:.0e}; lower sigma",
+                    step=0,
+                )
             raise DivergedError(
                 f"the limit diverged at step {t} (loss {loss:.3g}); lower the "
                 "learning rate",
