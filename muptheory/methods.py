@@ -31,7 +31,7 @@ TP_FEEDBACK: tuple[str, ...] = ("ridge", "trained")
 
 # Which options each method accepts (beyond "method" itself).
 _APPLIES: dict[str, tuple[str, ...]] = {
-    "bp": ("optimizer",),
+    "bp": ("optimizer", "damping_a", "damping_g", "damping", "damping0"),
     "gnt": ("lambda_bar", "lambda0"),
     "pc": (
         "gamma0",
@@ -64,6 +64,10 @@ _APPLIES_WHEN: dict[str, tuple[str, tuple[str, ...]]] = {
     "feedback_b": ("feedback", ("trained",)),
     "feedback_c": ("feedback", ("trained",)),
     "feedback_c_last": ("feedback", ("trained",)),
+    "damping_a": ("optimizer", ("kfac",)),
+    "damping_g": ("optimizer", ("kfac",)),
+    "damping": ("optimizer", ("shampoo",)),
+    "damping0": ("optimizer", ("kfac", "shampoo")),
 }
 _EXPONENT_OPTIONS = {
     "lambda_bar",
@@ -74,6 +78,8 @@ _EXPONENT_OPTIONS = {
     "feedback_c",
     "feedback_c_last",
 }
+# Options holding one exponent per layer group (first, hidden, last).
+_GROUP_EXPONENT_OPTIONS = ("damping_a", "damping_g", "damping")
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,14 @@ class MethodConfig:
             the default 0 is what the engine derives (its reconstruction step is a
             sum over the C outputs). See ``muptheory exponents tp --feedback
             trained``.
+        damping_a, damping_g: K-FAC damping exponents of the input factor A_l and
+            the signal factor G_l, one per layer group (first, hidden, last):
+            rho = damping0 M^(exponent), a positive exponent growing with width.
+            ``None``: the exponents the engine derives for K-FAC's muP
+            (``derive_mup(config).extra``).
+        damping: Shampoo damping exponents (first, hidden, last) of L and R,
+            rho = damping0 M^(exponent); ``None``: the derived ones.
+        damping0: prefactor of the K-FAC and Shampoo dampings.
     """
 
     method: str
@@ -133,6 +147,10 @@ class MethodConfig:
     feedback_b: Fraction = Fraction(1, 2)
     feedback_c: Fraction = Fraction(1)
     feedback_c_last: Fraction = Fraction(0)
+    damping_a: tuple[Fraction, Fraction, Fraction] | None = None
+    damping_g: tuple[Fraction, Fraction, Fraction] | None = None
+    damping: tuple[Fraction, Fraction, Fraction] | None = None
+    damping0: float = 1.0
 
     @classmethod
     def create(cls, method: str, **options) -> MethodConfig:
@@ -170,6 +188,8 @@ class MethodConfig:
         for key in _EXPONENT_OPTIONS & given.keys():
             if given[key] is not None:
                 given[key] = parse_exponent(given[key])
+        for key in set(_GROUP_EXPONENT_OPTIONS) & given.keys():
+            given[key] = _group_exponents(key, given[key])
         config = cls(method=method, **given)
         config.validate()
         _check_conditions(config, given)
@@ -184,7 +204,7 @@ class MethodConfig:
             raise InvalidInputError(
                 f"inference_steps must be a positive integer, got {self.inference_steps!r}"
             )
-        for name in ("lambda0", "gamma0", "mu0"):
+        for name in ("lambda0", "gamma0", "mu0", "damping0"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and 0 < value < float("inf")):
                 raise InvalidInputError(
@@ -207,6 +227,8 @@ class MethodConfig:
         out = {}
         for key in _APPLIES[self.method]:
             value = getattr(self, key)
+            if isinstance(value, tuple):
+                value = [str(v) for v in value]
             out[key] = str(value) if isinstance(value, Fraction) else value
         return out
 
@@ -253,6 +275,20 @@ def _check_conditions(config: MethodConfig, given: Mapping[str, Any]) -> None:
                 f"option {_flag(key)} applies only with {where}, "
                 f"not with {_flag(chooser)} {choice}"
             )
+
+
+def _group_exponents(key: str, value: Any) -> tuple[Fraction, Fraction, Fraction]:
+    """Three exponents (first, hidden, last) from a list, each parsed exactly."""
+    what = f"option {_flag(key)} takes three exponents (first, hidden, last)"
+    if not isinstance(value, list | tuple):
+        raise InvalidInputError(f"{what}, got {value!r}")
+    if len(value) != 3:
+        shown = " ".join(str(v) for v in value)
+        raise InvalidInputError(f"{what}, got {len(value)}: {shown}")
+    try:
+        return tuple(parse_exponent(v) for v in value)
+    except InvalidInputError as err:
+        raise InvalidInputError(f"option {_flag(key)}: {err}") from None
 
 
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -95,6 +95,33 @@ def add_method_options(parser: argparse.ArgumentParser) -> None:
         metavar="X",
         help="tp/dtp: trained feedback lr exponent, top map V_L (default 0)",
     )
+    group.add_argument(
+        "--damping-a",
+        nargs="+",
+        metavar="X",
+        help="bp kfac: damping of the input factors, rho_A = rho0 M^X, three "
+        "exponents first hidden last (default: the derived ones)",
+    )
+    group.add_argument(
+        "--damping-g",
+        nargs="+",
+        metavar="X",
+        help="bp kfac: damping of the signal factors, rho_G = rho0 M^X, three "
+        "exponents first hidden last (default: the derived ones)",
+    )
+    group.add_argument(
+        "--damping",
+        nargs="+",
+        metavar="X",
+        help="bp shampoo: damping rho = rho0 M^X, three exponents first hidden "
+        "last (default: the derived ones)",
+    )
+    group.add_argument(
+        "--damping0",
+        type=float,
+        metavar="R",
+        help="bp kfac/shampoo: damping prefactor rho0 (default 1)",
+    )
 
 
 METHOD_OPTION_NAMES = (
@@ -113,6 +140,10 @@ METHOD_OPTION_NAMES = (
     "feedback_b",
     "feedback_c",
     "feedback_c_last",
+    "damping_a",
+    "damping_g",
+    "damping",
+    "damping0",
 )
 
 

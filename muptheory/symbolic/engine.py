@@ -120,6 +120,7 @@ def clear_caches() -> None:
     """Forget every sized step and memoized operation, so the next derivation
     starts from scratch (benchmarks time it that way)."""
     _SIZED.clear()
+    _DERIVED_DAMPING.clear()
     calculus.clear_caches()
 
 
@@ -348,8 +349,21 @@ def _explanation(scenario: Scenario, solution: dict, s: Sized) -> list[str]:
 
 
 def _check_nothing_given_to_derive(config: MethodConfig) -> None:
-    """Trained feedback's exponents are derived with the forward ones; giving them
-    to a derivation would be silently ignored, so it is an error."""
+    """Trained feedback's exponents and K-FAC's or Shampoo's damping exponents are
+    derived with the forward ones; giving them to a derivation would be silently
+    ignored, so it is an error."""
+    if config.method == "bp" and config.optimizer in _DAMPING_FIELDS:
+        given = [
+            f"--{name.replace('_', '-')}"
+            for name, _ in _DAMPING_FIELDS[config.optimizer]
+            if getattr(config, name) is not None
+        ]
+        if given:
+            raise InvalidInputError(
+                f"{', '.join(given)}: the damping exponents are what the derivation "
+                "finds (see its damping); give them to classify or coordcheck instead"
+            )
+        return
     if config.feedback != "trained" or config.method not in ("tp", "dtp"):
         return
     defaults = MethodConfig(config.method)
@@ -637,6 +651,13 @@ def _knob_values(
                 "feedback exponents apply to TP/DTP with trained feedback only"
             )
         return {}
+    if config.method == "bp" and config.optimizer in ("kfac", "shampoo"):
+        if feedback is not None:
+            raise InvalidInputError(
+                "feedback exponents apply to TP/DTP with trained feedback only"
+            )
+        named = damping_exponents(config)
+        return {s.unknowns.extra[k]: v for k, v in named.items()}
     if config.feedback != "trained" or config.method not in ("tp", "dtp"):
         raise UnsupportedError(
             f"classify needs the {', '.join(s.unknowns.extra)} exponents, which the "
@@ -658,6 +679,74 @@ def _knob_values(
         ) from None
     # a step sized with b_fb pinned has only the c_fb unknowns
     return {s.unknowns.extra[k]: v for k, v in named.items() if k in s.unknowns.extra}
+
+
+# K-FAC's and Shampoo's damping options: config field -> (engine unknown prefix)
+_DAMPING_FIELDS = {
+    "kfac": (("damping_a", "rho_A"), ("damping_g", "rho_G")),
+    "shampoo": (("damping", "rho"),),
+}
+
+
+def damping_exponents(config: MethodConfig) -> dict[str, Fraction]:
+    """K-FAC's or Shampoo's damping exponents, rho = rho0 M^(exponent), by the
+    engine's names (``rho_A_hidden``...): the config's where it gives them, else
+    the ones ``derive_mup`` finds for the optimizer's muP (``Derivation.extra``)."""
+    fields_ = _DAMPING_FIELDS[config.optimizer]
+    derived = None
+    out: dict[str, Fraction] = {}
+    for field_name, prefix in fields_:
+        given = getattr(config, field_name)
+        for group, value in zip(GROUPS, given or (None,) * 3, strict=True):
+            if value is None:
+                if derived is None:
+                    derived = _derived_damping(config.optimizer)
+                value = derived[f"{prefix}_{group}"]
+            out[f"{prefix}_{group}"] = Fraction(value)
+    return out
+
+
+def _derived_damping(optimizer: str) -> dict[str, Fraction]:
+    key = ("damping", optimizer)
+    if key not in _DERIVED_DAMPING:
+        derivation = derive_mup(MethodConfig.create("bp", optimizer=optimizer))
+        _DERIVED_DAMPING[key] = dict(derivation.extra)
+    return _DERIVED_DAMPING[key]
+
+
+_DERIVED_DAMPING: dict[tuple, dict[str, Fraction]] = {}
+
+
+def _damping_reason(config: MethodConfig) -> str | None:
+    """The line of ``classify``'s reasons saying which damping it sized."""
+    if config.method != "bp" or config.optimizer not in _DAMPING_FIELDS:
+        return None
+    named = damping_exponents(config)
+    parts = []
+    for field_name, prefix in _DAMPING_FIELDS[config.optimizer]:
+        row = ", ".join(str(named[f"{prefix}_{g}"]) for g in GROUPS)
+        source = "given" if getattr(config, field_name) is not None else "derived muP"
+        parts.append(f"{prefix} ~ M^({row}) ({source})")
+    if all(getattr(config, f) is None for f, _ in _DAMPING_FIELDS[config.optimizer]):
+        head = "damping at the derived muP exponents"
+    else:
+        head = "damping at the given exponents"
+    return f"{head} (first, hidden, last): {'; '.join(parts)}"
+
+
+# the keys of K-FAC's and Shampoo's eigenvalue / damping ratios contain this
+_DAMPING_RATIO = "_eigenvalue_over_damping["
+
+
+def _damping_remark(key: str, exponent: Fraction) -> str:
+    """Which term of K-FAC's or Shampoo's (eigenvalue + damping) dominates when
+    the damping is off the eigenvalue's order (desideratum 4 fails; training is
+    sized with the dominant term, so it is a remark, not an instability)."""
+    if exponent < 0:
+        what = "the damping dominates: that factor scales the step by 1/rho, as for SGD"
+    else:
+        what = "the eigenvalue dominates: the damping is negligible"
+    return f"damping off its eigenvalue: {key} ~ M^({exponent}), {what}"
 
 
 def _sized_for(config: MethodConfig, feedback: dict | None) -> Sized:
@@ -718,6 +807,12 @@ def classify(
     failures, reasons, remarks = [], [], []
     for c in (*desiderata.STABILITY, *s.knobs):
         e = exps[c.key]
+        if _DAMPING_RATIO in c.key and config.method == "bp":
+            # K-FAC's and Shampoo's damping pins no stability: the sized step
+            # already holds whichever of eigenvalue and damping dominates
+            if e != 0:
+                remarks.append(_damping_remark(c.key, e))
+            continue
         if not c.strict:
             # a rule's own maximal update (the bounded twin reports a blow-up)
             if e < 0:
@@ -766,6 +861,9 @@ def classify(
             "layers still move the output by Theta(1)"
         )
     reasons += remarks
+    damping = _damping_reason(config)
+    if damping is not None:
+        reasons.append(damping)
     classification = Classification(
         config, param, stable, regime, r, readout_only, failures, exps, reasons
     )
