@@ -9,7 +9,7 @@ BP signal of ``signals.py``.
   bias-corrected moments with (beta1, beta2, eps) = (0.9, 0.999, 1e-8) by default:
   w_l <- w_l - eta_l mhat_l / (sqrt(vhat_l) + eps).
 
-K-FAC and Shampoo are options of the exponent engine but are not simulated.
+K-FAC and Shampoo precondition the same gradient; they are in ``second_order.py``.
 """
 
 from __future__ import annotations

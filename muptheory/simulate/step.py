@@ -11,6 +11,8 @@ lambda, mu) and exposes
 ``sim.init_many`` and ``sim.step_many`` vmap both over a leading seed axis. Knobs that
 only the simulator has (PC forward initialization, TP's beta, the feedback training
 noise, Adam's constants, the equilibrium solver's stopping rule) live in ``SimOptions``.
+BP's K-FAC and Shampoo steps are in ``second_order.py`` (their damping comes from the
+config, by default at the exponents the engine derives).
 
 The base learning rate is the only number a sweep changes between runs of one shape,
 so it can also be passed traced: ``sim.update_fn(state, x, y, rates)`` takes the
@@ -37,7 +39,7 @@ import numpy as np
 from muptheory.errors import UnsupportedError
 from muptheory.methods import MethodConfig
 from muptheory.parameterization import Parameterization
-from muptheory.simulate import bp, gnt, pc, tp
+from muptheory.simulate import bp, gnt, pc, second_order, tp
 from muptheory.simulate.network import (
     Architecture,
     Forward,
@@ -152,8 +154,13 @@ class Simulator:
         self.options = options or SimOptions()
         self.dtype = dtype_name(dtype)
         self.scales = layer_scales(param, arch, lr=lr, sigma=self.options.sigma)
-        _check_supported(config)
+        _check_supported(config, param)
         width = arch.width
+        self.second_order_damping = (
+            second_order.layer_dampings(config, width=width, depth=arch.depth)
+            if self._uses_second_order
+            else ()
+        )
         self.gammas = pc.pc_gammas(config, width=width, depth=arch.depth)
         self.damping = gnt.gnt_damping(config, width=width)
         self.mu = config.mu0 * float(width) ** float(-config.mu_bar)
@@ -285,6 +292,13 @@ class Simulator:
         return self.config.method == "bp" and self.config.optimizer == "adam"
 
     @property
+    def _uses_second_order(self) -> bool:
+        return (
+            self.config.method == "bp"
+            and self.config.optimizer in second_order.OPTIMIZERS
+        )
+
+    @property
     def _uses_feedback(self) -> bool:
         return self.config.method in ("tp", "dtp") and self.config.feedback == "trained"
 
@@ -358,7 +372,17 @@ class Simulator:
             state = state._replace(feedback=feedback)
 
         opt = state.opt_state
-        if self.config.method == "bp":
+        if self._uses_second_order:
+            loss, weights = second_order.second_order_step(
+                state.weights,
+                x,
+                y,
+                rates.weights,
+                self.second_order_damping,
+                optimizer=self.config.optimizer,
+                activation=self.arch.activation,
+            )
+        elif self.config.method == "bp":
             loss, grads = bp.bp_gradients(
                 state.weights, scales.multipliers, x, y, activation=self.arch.activation
             )
@@ -415,11 +439,15 @@ def _bp_signals(Ws, x, y, activation: str) -> LayerSignals:
     return LayerSignals(tuple(deltas), ff.inputs)
 
 
-def _check_supported(config: MethodConfig) -> None:
-    if config.method == "bp" and config.optimizer in ("kfac", "shampoo"):
+def _check_supported(config: MethodConfig, param: Parameterization) -> None:
+    if (
+        config.method == "bp"
+        and config.optimizer in second_order.OPTIMIZERS
+        and any(v != 0 for v in param.a.as_tuple())
+    ):
         raise UnsupportedError(
-            f"optimizer {config.optimizer!r} is not simulated: only sgd and adam "
-            "are implemented in muptheory.simulate"
+            f"multipliers (a != 0) are not supported with {config.optimizer}: "
+            "use the equivalent parameterization with a = 0"
         )
 
 
