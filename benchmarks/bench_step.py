@@ -79,7 +79,17 @@ def methods(pc_steps: int) -> dict[str, tuple[MethodConfig, Parameterization]]:
         "tp-ridge": (MethodConfig.create("tp"), TP_MUP),
         "dtp-ridge": (MethodConfig.create("dtp"), TP_MUP),
         "dtp-trained": (MethodConfig.create("dtp", feedback="trained"), TP_MUP),
+        "bp-kfac": _second_order("kfac"),
+        "bp-shampoo": _second_order("shampoo"),
     }
+
+
+def _second_order(optimizer: str) -> tuple[MethodConfig, Parameterization]:
+    """K-FAC or Shampoo at its derived muP, damping at the derived exponents."""
+    from muptheory.symbolic import derive_mup
+
+    config = MethodConfig.create("bp", optimizer=optimizer)
+    return config, derive_mup(config).parameterization
 
 
 def layer_flops(arch: Architecture, batch: int) -> list[float]:
@@ -95,6 +105,11 @@ def step_flops(name: str, arch: Architecture, batch: int, pc_steps: int) -> floa
     above_first = forward - per_layer[0]  # products that carry errors downwards
     C, B = arch.n_outputs, batch
     hidden = arch.sizes[1:-1]
+    if name in ("bp-kfac", "bp-shampoo"):
+        return 2 * forward + sum(
+            _second_order_flops(arch.sizes[k - 1], arch.sizes[k], B)
+            for k in range(1, arch.depth + 1)
+        )
     if name.startswith("bp"):
         return 3 * forward  # forward, input gradients, weight gradients
     if name.startswith("pc-iterative"):
@@ -119,6 +134,21 @@ def step_flops(name: str, arch: Architecture, batch: int, pc_steps: int) -> floa
         for k in range(2, arch.depth + 1)
     )
     return forward + ridge + forward
+
+
+def _second_order_flops(n_in: int, n_out: int, batch: int) -> float:
+    """One layer's K-FAC or Shampoo direction as ``simulate/second_order.py``
+    computes it, k = min(n, B) per side: two reduced Householder QRs with Q formed
+    (about 4 n B k each), the k x k cores and Grams (2 k k' B each), the small
+    solves or eigendecompositions (about 10 k^3 each, an upper estimate that covers
+    eigh) and the products back to n_out x n_in (2 n_out k_out k_in +
+    2 n_out k_in n_in). The forward pass and the deltas are counted apart."""
+    k_in, k_out = min(n_in, batch), min(n_out, batch)
+    qr = 4.0 * batch * (n_in * k_in + n_out * k_out)
+    cores = 2.0 * batch * (k_in * k_out + k_in**2 + k_out**2)
+    small = 10.0 * (k_in**3 + k_out**3)
+    back = 2.0 * n_out * k_out * k_in + 2.0 * n_out * k_in * n_in
+    return qr + cores + small + back
 
 
 def matmul_chain(arch: Architecture, batch: int, dtype):
