@@ -52,3 +52,15 @@ def test_bad_damping_on_the_command_line_is_one_line_exit_2():
     )
     assert derive.returncode == 2
     assert "what the derivation finds" in derive.stderr
+
+
+def test_param_mup_with_given_damping_is_the_derived_mup():
+    from fractions import Fraction
+
+    from muptheory.cli.common import resolve_parameterization
+    from muptheory.methods import MethodConfig
+
+    config = MethodConfig.create("bp", optimizer="kfac", damping_a=["0", "3", "1"])
+    param = resolve_parameterization("mup", config)
+    assert param.b.as_tuple() == (Fraction(1, 2), Fraction(1, 2), Fraction(1))
+    assert param.c.as_tuple() == (0, 0, 0)

@@ -176,7 +176,12 @@ def resolve_parameterization(name: str, config, *, a=None, b=None, c=None):
     ):
         from muptheory.symbolic import derive_mup
 
-        param = derive_mup(config).parameterization.to("fan_in")
+        # muP's b and c; K-FAC's or Shampoo's given damping still applies to the run
+        # (the derivation refuses given damping, which it would have derived)
+        derived = dataclasses.replace(
+            config, damping_a=None, damping_g=None, damping=None
+        )
+        param = derive_mup(derived).parameterization.to("fan_in")
     else:
         param = preset(name)
     overrides = {
