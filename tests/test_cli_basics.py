@@ -64,3 +64,16 @@ def test_param_mup_with_given_damping_is_the_derived_mup():
     param = resolve_parameterization("mup", config)
     assert param.b.as_tuple() == (Fraction(1, 2), Fraction(1, 2), Fraction(1))
     assert param.c.as_tuple() == (0, 0, 0)
+
+
+def test_param_mup_with_given_feedback_exponents_is_the_derived_mup():
+    from fractions import Fraction
+
+    from muptheory.cli.common import resolve_parameterization
+    from muptheory.methods import MethodConfig
+
+    config = MethodConfig.create("tp", feedback="trained", feedback_c="0")
+    param = resolve_parameterization("mup", config)
+    # TP's muP (THEORY.md 5), whatever the feedback maps' own learning rates
+    assert param.b.as_tuple() == (Fraction(1, 2), Fraction(1, 2), Fraction(1, 2))
+    assert param.c.as_tuple() == (0, 1, 1)

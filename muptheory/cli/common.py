@@ -13,7 +13,13 @@ from collections.abc import Sequence
 
 from muptheory.errors import InvalidInputError
 from muptheory.io import atomic_write_bytes, atomic_write_text  # noqa: F401 (moved)
-from muptheory.methods import METHODS, OPTIMIZERS, PC_INFERENCE, TP_FEEDBACK
+from muptheory.methods import (
+    METHODS,
+    OPTIMIZERS,
+    PC_INFERENCE,
+    TP_FEEDBACK,
+    MethodConfig,
+)
 
 
 def add_subcommand(subparsers, name: str, *, help: str, description: str | None = None):
@@ -149,7 +155,6 @@ METHOD_OPTION_NAMES = (
 
 def method_config(args: argparse.Namespace):
     """Build a ``MethodConfig`` from parsed arguments."""
-    from muptheory.methods import MethodConfig
 
     options = {k: getattr(args, k, None) for k in METHOD_OPTION_NAMES}
     if options.get("lambda_zero") is None:
@@ -176,10 +181,18 @@ def resolve_parameterization(name: str, config, *, a=None, b=None, c=None):
     ):
         from muptheory.symbolic import derive_mup
 
-        # muP's b and c; K-FAC's or Shampoo's given damping still applies to the run
-        # (the derivation refuses given damping, which it would have derived)
+        # muP's b and c; a given damping (K-FAC, Shampoo) or trained-feedback
+        # exponent still applies to the run (the derivation refuses them: it
+        # would have derived them)
+        defaults = MethodConfig(config.method)
         derived = dataclasses.replace(
-            config, damping_a=None, damping_g=None, damping=None
+            config,
+            damping_a=None,
+            damping_g=None,
+            damping=None,
+            feedback_b=defaults.feedback_b,
+            feedback_c=defaults.feedback_c,
+            feedback_c_last=defaults.feedback_c_last,
         )
         param = derive_mup(derived).parameterization.to("fan_in")
     else:
