@@ -155,7 +155,6 @@ METHOD_OPTION_NAMES = (
 
 def method_config(args: argparse.Namespace):
     """Build a ``MethodConfig`` from parsed arguments."""
-
     options = {k: getattr(args, k, None) for k in METHOD_OPTION_NAMES}
     if options.get("lambda_zero") is None:
         options.pop("lambda_zero")
@@ -331,5 +330,7 @@ def add_output_arguments(parser: argparse.ArgumentParser, *, plot: str) -> None:
     out.add_argument(
         "--json", action="store_true", help="print JSON instead of a table"
     )
-    out.add_argument("--plot", metavar="FILE", help=f"write {plot} (PNG)")
+    out.add_argument(
+        "--plot", metavar="FILE", help=f"write {plot} (.png, .pdf or .svg)"
+    )
     out.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -4,7 +4,8 @@ Layout (one idea per module):
 
 - ``network``: MLP shapes, abc initialization, forward passes, per-sample Jacobians;
 - ``signals``: the common form of every weight update, G_l = mean_n s_l a_{l-1}^T;
-- ``bp``, ``pc``, ``gnt``, ``tp``: each learning rule's signals (and BP's optimizers);
+- ``bp``, ``pc``, ``gnt``, ``tp``: each learning rule's signals (and BP's Adam);
+- ``second_order``: BP's K-FAC and Shampoo steps, preconditioned from the batch;
 - ``step``: ``Simulator``, binding a method and a parameterization at one width into a
   pure, jitted training step;
 - ``train``: whole training runs for sweeps, with divergence reported, not raised;
