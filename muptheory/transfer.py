@@ -335,8 +335,18 @@ def transfer_sweep(
         metric=metric,
         grid=grid,
         cells=records,
-        best_lr=best_learning_rates(records, metric=metric, widths=grid.widths),
+        best_lr=best_learning_rates(
+            records, metric=metric, widths=grid.widths, label=_label(config, param)
+        ),
     )
+
+
+def _label(config: MethodConfig, param: Parameterization) -> str:
+    """``method (options that differ from the defaults), parameterization``."""
+    defaults = MethodConfig(config.method).options()
+    changed = [f"{k}={v}" for k, v in config.options().items() if defaults.get(k) != v]
+    options = f" ({', '.join(changed)})" if changed else ""
+    return f"{config.method}{options}, {param.name or 'custom'}"
 
 
 def check_grid(grid: TransferGrid, *, data: str) -> None:
@@ -440,6 +450,7 @@ def best_learning_rates(
     *,
     metric: str = "train_loss",
     widths: Sequence[int] | None = None,
+    label: str = "",
 ) -> dict[int, float | None]:
     """eta*(M) for each width: the best seed-averaged metric, diverged rates worst.
 
@@ -448,6 +459,7 @@ def best_learning_rates(
             optionally ``error``.
         metric: ``train_loss`` (lower is better) or ``test_accuracy`` (higher).
         widths: the widths to report, in order (default: those in ``cells``).
+        label: what was swept, named in the warning (method, parameterization).
 
     Returns:
         ``{width: best lr}``; None (with a warning) where every rate failed. Ties go
@@ -466,8 +478,9 @@ def best_learning_rates(
         )
         best[width] = ranked[0][1] if ranked else None
         if not ranked:
+            where = f"{label}: " if label else ""
             warnings.warn(
-                f"every learning rate diverged or failed at width {width}; "
+                f"{where}every learning rate diverged or failed at width {width}; "
                 "it has no best learning rate",
                 stacklevel=2,
             )
@@ -506,6 +519,7 @@ def draw_transfer(ax, result: TransferResult) -> None:
     every rate still gets a legend entry. Each width's best rate is a filled circle.
     """
     import matplotlib
+    import matplotlib.ticker
 
     scores = seed_scores(result.cells, metric=result.metric)
     widths = result.grid.widths
@@ -536,6 +550,8 @@ def draw_transfer(ax, result: TransferResult) -> None:
             ax.plot(math.log2(best), scores[(width, best)], "o", ms=7, color=colour)
     if loss:
         ax.set_yscale("log")
+    # learning rates are powers of two in practice: whole-number ticks
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("log2 learning rate")
     ax.set_ylabel("final train loss (x: diverged)" if loss else "test acc.")
     ax.set_title(f"{result.method}, {result.param}, {Path(result.data).name}")

@@ -49,6 +49,13 @@ def test_best_rate_is_the_lowest_train_loss_and_a_diverged_rate_never_wins():
     assert best_learning_rates(cells, metric="train_loss") == {64: 0.2, 128: 0.4}
 
 
+def test_a_width_where_every_rate_diverged_warns_with_what_was_swept():
+    cells = [cell(64, 0.1, 0.5), cell(128, 0.1, 0.0, diverged=True)]
+    with pytest.warns(UserWarning, match=r"pc \(gamma_bar_last=-1\), sp: every"):
+        best = best_learning_rates(cells, label="pc (gamma_bar_last=-1), sp")
+    assert best == {64: 0.1, 128: None}
+
+
 def test_best_rate_by_accuracy_prefers_the_highest_and_ties_go_to_the_smaller_rate():
     cells = [
         cell(64, 0.1, 0.9, accuracy=0.7),

@@ -82,7 +82,11 @@ def _one_line_warning(prefix: str):
     def show(message, category, filename, lineno, file=None, line=None) -> None:
         text = " ".join(str(message).split())
         try:
-            print(f"{prefix}: warning: {text}", file=file or sys.stderr)
+            # tqdm.write clears any progress bar first and redraws it after, so the
+            # warning gets a line of its own
+            from tqdm import tqdm
+
+            tqdm.write(f"{prefix}: warning: {text}", file=file or sys.stderr)
         except OSError:  # stderr closed: nothing to tell
             pass
 

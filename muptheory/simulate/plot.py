@@ -56,6 +56,7 @@ def coord_check_figure(
             ax.plot(widths, means[:, t], "o-", ms=3, color=colours[t], label=f"t={t}")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
+        _at_least_a_decade(ax, means[:, first:])
         ax.set_title(_title(name, layer, last_fit.get(key)), fontsize=8)
         ax.set_xlabel("width", fontsize=8)
         ax.tick_params(labelsize=7)
@@ -71,6 +72,19 @@ def coord_check_figure(
     buffer = io.BytesIO()
     fig.savefig(buffer, format=format, dpi=110)
     return buffer.getvalue()
+
+
+def _at_least_a_decade(ax, values: np.ndarray) -> None:
+    """Let the log axis span at least a factor 10 around the data's geometric
+    middle, so that a flat line (a width-independent size) looks flat and seed noise
+    is not magnified into a slope."""
+    positive = values[np.isfinite(values) & (values > 0)]
+    if positive.size == 0:
+        return
+    low, high = positive.min(), positive.max()
+    if high / low < 10:
+        middle = math.sqrt(low * high)
+        ax.set_ylim(middle / math.sqrt(10), middle * math.sqrt(10))
 
 
 def _title(name: str, layer: int, fit) -> str:
