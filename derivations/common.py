@@ -147,7 +147,8 @@ class Context:
         return self.out / ".cells" / engine
 
     def bar(self, total: int, desc: str):
-        """A tqdm progress bar on stderr (disabled with ``progress=False``)."""
+        """A tqdm progress bar on stderr: off with ``progress=False`` and, as the
+        other commands' bars, when stderr is not a terminal (a log file)."""
         from tqdm import tqdm
 
         return tqdm(
@@ -155,7 +156,7 @@ class Context:
             desc=desc,
             unit="cell",
             file=sys.stderr,
-            disable=not self.progress,
+            disable=True if not self.progress else None,
             leave=False,
         )
 

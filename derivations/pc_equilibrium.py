@@ -81,12 +81,15 @@ def run(ctx: Context) -> list[Finding]:
 
     identity = {g: np.zeros((len(WIDTHS), SEEDS)) for g in GAMMA_BARS}
     c_norm = {g: np.zeros((len(WIDTHS), SEEDS)) for g in GAMMA_BARS}
-    for g in GAMMA_BARS:
-        for wi, width in enumerate(WIDTHS):
-            for seed in range(SEEDS):
-                dev, norm = _equilibrium_at(g, width, seed, x, y)
-                identity[g][wi, seed], c_norm[g][wi, seed] = dev, norm
-    iterative = _iterative_convergence(x, y)
+    with ctx.bar(len(GAMMA_BARS) * len(WIDTHS) * SEEDS + 1, "pc_equilibrium") as bar:
+        for g in GAMMA_BARS:
+            for wi, width in enumerate(WIDTHS):
+                for seed in range(SEEDS):
+                    dev, norm = _equilibrium_at(g, width, seed, x, y)
+                    identity[g][wi, seed], c_norm[g][wi, seed] = dev, norm
+                    bar.update()
+        iterative = _iterative_convergence(x, y)
+        bar.update()
     slopes = {g: _slope(WIDTHS, c_norm[g].mean(axis=1)) for g in GAMMA_BARS}
 
     worst = max(float(identity[g].max()) for g in GAMMA_BARS)
