@@ -24,6 +24,7 @@ def test_interpolation_depth_3_json_has_the_promised_lists():
     assert all(isinstance(v, float) for v in gamma0 + gd + gn + gnt)
     assert len(data["cos_pc_gnt_by_layer"][0]) == 3
     assert data["outputs"] == 10 and data["train_steps"] > 0
+    assert data["gamma_bar_last"] == -1 and data["gamma_bar_hidden"] == 0
     # from the first-order end to the Gauss-Newton end
     assert gd[0] > 0.9999 and gn[-1] > 0.9999
     assert gd[-1] < 0.97 and gn[0] < 0.97

@@ -277,6 +277,10 @@ class Interpolation:
             "cos_pc_gd_by_layer": self.cos_gd.tolist(),
             "cos_pc_gn_by_layer": self.cos_gn.tolist(),
             "gn_matrix_eigs": self.gn_matrix_eigs.tolist(),
+            # the curves are PC's at gamma_L = gamma0 M, gamma_l = gamma0 (hidden)
+            "gamma_bar_last": -1,
+            "gamma_bar_hidden": 0,
+            # BP steps (in the limit, under muP) that made the anisotropic state
             "train_steps": self.train_steps,
         }
         if self.cos_gnt is not None:
