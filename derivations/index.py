@@ -38,6 +38,13 @@ def render_index(out: Path) -> str:
         f"{agree} of {len(findings)} findings agree with theory"
         + (f"; disagreeing: {', '.join(disagree)}." if disagree else "."),
     ]
+    if "transfer" in stored:
+        lines += [
+            "",
+            "Under SP some widths diverge at every learning rate of the grid; "
+            "regenerate warns about each such width. That is expected: it is what "
+            "the transfer findings below compare muP against.",
+        ]
     modes = sorted({f.mode for f in findings if f.mode})
     if len(modes) > 1:
         lines += [
