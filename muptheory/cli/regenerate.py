@@ -14,7 +14,7 @@ import sys
 from muptheory.cli.common import add_subcommand
 
 _EPILOG = """\
---quick (default) uses the embedded digits data and small grids: about 6.5 minutes
+--quick (default) uses the embedded digits data and small grids: about 5 minutes
 on 2 idle cores (10 on busy ones), about 80 s to rerun. --full uses MNIST-5k, widths
 128 to 2048 and a Dask cluster (a local one unless --scheduler is given). Finished
 sweep cells are kept in DIR/.cells, so a second run computes only what changed.
