@@ -192,3 +192,20 @@ def _assert_first_step_agrees(result) -> None:
         for f in first
         if not f.agrees
     ]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"optimizer": "kfac", "damping0": 1e300},  # inf in float32
+        {"optimizer": "kfac", "damping_a": ["0", "1000", "1"]},  # overflows float
+        {"optimizer": "shampoo", "damping": ["0", "-1000", "0"]},  # underflows to 0
+    ],
+)
+def test_a_damping_the_dtype_cannot_hold_is_refused(options):
+    from muptheory.errors import InvalidInputError
+    from muptheory.simulate.second_order import layer_dampings
+
+    config = MethodConfig.create("bp", **options)
+    with pytest.raises(InvalidInputError, match="not a usable float32 number"):
+        layer_dampings(config, width=64, depth=3, dtype="float32")

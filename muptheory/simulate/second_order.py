@@ -35,11 +35,14 @@ exactly; the k x k inverses and inverse fourth roots come from ``eigh``. Multipl
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from muptheory.errors import InvalidInputError
 from muptheory.methods import MethodConfig
 from muptheory.simulate.network import activation_fn
 
@@ -52,7 +55,7 @@ OPTIMIZERS = ("kfac", "shampoo")
 
 
 def layer_dampings(
-    config: MethodConfig, *, width: int, depth: int
+    config: MethodConfig, *, width: int, depth: int, dtype: str = "float64"
 ) -> tuple[tuple[float, ...], ...]:
     """Per layer 1..L, the dampings rho = damping0 M^(exponent) of the optimizer.
 
@@ -60,20 +63,36 @@ def layer_dampings(
         K-FAC: one (rho_A, rho_G) pair per layer; Shampoo: one (rho,) per layer.
         Exponents are the config's, or where it gives none the ones
         ``muptheory.symbolic.engine.damping_exponents`` derives.
+
+    Raises:
+        InvalidInputError: when a damping is not a positive normal number of
+            ``dtype`` at this width (it would overflow to inf, freezing the layer, or
+            vanish to 0).
     """
     from muptheory.symbolic.engine import damping_exponents
 
     named = damping_exponents(config)
     prefixes = ("rho_A", "rho_G") if config.optimizer == "kfac" else ("rho",)
+    limits = np.finfo(dtype)
     out = []
     for layer in range(1, depth + 1):
         group = "first" if layer == 1 else "last" if layer == depth else "hidden"
-        out.append(
-            tuple(
-                config.damping0 * float(width) ** float(named[f"{p}_{group}"])
-                for p in prefixes
-            )
-        )
+        rhos = []
+        for p in prefixes:
+            exponent = named[f"{p}_{group}"]
+            try:
+                rho = config.damping0 * float(width) ** float(exponent)
+            except OverflowError:
+                rho = math.inf
+            if not float(limits.tiny) <= rho <= float(limits.max):
+                raise InvalidInputError(
+                    f"damping {p} of layer {layer} = {config.damping0:g} * "
+                    f"{width}^({exponent}) = {rho:g} is not a usable {dtype} number "
+                    "(it would freeze or blow up the update); lower --damping0 or "
+                    "the damping exponent"
+                )
+            rhos.append(rho)
+        out.append(tuple(rhos))
     return tuple(out)
 
 

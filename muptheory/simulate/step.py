@@ -157,7 +157,9 @@ class Simulator:
         _check_supported(config, param)
         width = arch.width
         self.second_order_damping = (
-            second_order.layer_dampings(config, width=width, depth=arch.depth)
+            second_order.layer_dampings(
+                config, width=width, depth=arch.depth, dtype=self.dtype
+            )
             if self._uses_second_order
             else ()
         )
