@@ -176,6 +176,13 @@ def test_initialization_off_its_stable_b_is_unstable_whatever_the_rates():
     hidden = classify(SGD, Parameterization(b=(HALF, 0, 1), c=(-1, 0, 1)))
     assert not hidden.stable and hidden.regime == "unstable"
     assert hidden.exponents["preactivation[hidden]"] == HALF
+    # the step is sized from a stable initialization only: none of it is reported
+    assert set(hidden.exponents) == {
+        "preactivation[first]",
+        "preactivation[hidden]",
+        "output[init]",
+    }
+    assert any("training step is not sized" in r for r in hidden.reasons)
     # fan-in b_1 = 2: u_1 = W_1 x ~ M^(1/2 - 2), and h_1 carries it upwards
     first = classify(SGD, Parameterization(b=(2, HALF, 1), c=(-1, 0, 1)))
     assert first.exponents["preactivation[first]"] == F(-3, 2)

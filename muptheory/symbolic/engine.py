@@ -803,7 +803,10 @@ def classify(
     }
     # the step is sized from a stable initialization; the given b decides it
     init, init_lines = initialization(config, param)
-    exps.update({k: init[k] for k in INIT_KEYS})
+    if not stable_initialization(init):
+        # Tensor Programs IV's r depends on c and b_L alone: still reported
+        r = -max(exps["update[first]"], exps["update[hidden]"])
+        return _unstable_initialization(config, param, init, init_lines, r, explain)
     failures, reasons, remarks = [], [], []
     for c in (*desiderata.STABILITY, *s.knobs):
         e = exps[c.key]
@@ -876,6 +879,46 @@ def classify(
 
 # quantities of desideratum 1 that ``initialization`` sizes at the given b
 INIT_KEYS = ("preactivation[first]", "preactivation[hidden]", "output[init]")
+
+
+def _unstable_initialization(
+    config: MethodConfig,
+    param: Parameterization,
+    init: dict[str, Fraction],
+    init_lines: list[str],
+    r: Fraction,
+    explain: bool,
+) -> Classification:
+    """The classification of a parameterization whose initialization fails
+    desideratum 1: the failures at init and nothing about the step, which the
+    calculus sizes from a stable initialization only."""
+    failures, reasons = [], []
+    for c in desiderata.STABILITY:
+        if c.key not in INIT_KEYS:
+            continue
+        e = init[c.key]
+        if (c.kind == "theta" and e != 0) or (c.kind == "bounded" and e > 0):
+            word = "vanishes" if e < 0 else "blows up" if c.kind == "theta" else "grows"
+            failures.append(Failure(c.text, c.key, e))
+            reasons.append(f"unstable: {c.text} fails, {c.key} {word} like M^({e})")
+    note = (
+        "the training step is not sized: the calculus sizes it from a stable "
+        "initialization (pre-activations Theta(1), output O(1))"
+    )
+    classification = Classification(
+        config,
+        param,
+        False,
+        "unstable",
+        r,
+        False,
+        failures,
+        {k: init[k] for k in INIT_KEYS},
+        [*reasons, note],
+    )
+    if explain:
+        classification.explanation = [*init_lines, note]
+    return classification
 
 
 def stable_initialization(init: dict[str, Fraction]) -> bool:
