@@ -202,6 +202,25 @@ def test_dtp_with_last_layer_b_one_shrinks_feature_changes():
         assert slope == pytest.approx(-0.5, abs=0.25)
 
 
+def test_an_unstable_initialization_is_predicted_at_init_only_and_not_under_tanh():
+    # fan-in b_l = 0: u_l ~ M^(1/2). A linear (or ReLU) layer keeps that size; tanh
+    # saturates at Theta(1), which the calculus does not model, so nothing is said
+    config = MethodConfig.create("bp")
+    param = Parameterization(b=("1/2", "0", "1"), c=(-1, 0, 1))
+    linear = predictions_by_step(config, param, depth=3, activation="linear")
+    assert linear == {
+        ("h", 1): 0,
+        ("h", 2): Fraction(1, 2),
+        ("f", 3): 0,
+        ("h", 1, 1): 0,
+        ("h", 2, 1): Fraction(1, 2),
+        ("f", 3, 1): 0,
+    }
+    assert predictions_by_step(config, param, depth=3, activation="tanh") == {}
+    note = later_steps_note(config, param, depth=3, activation="tanh")
+    assert note.startswith("nothing is predicted (tanh saturates")
+
+
 def test_b_last_one_shrinks_tp_targets_but_plain_tp_keeps_a_reconstruction_bias():
     # THEORY.md 5: with b_L = 1 the targets' error-driven displacement -Q_L e shrinks
     # like M^{-1/2}. Plain TP's ridge map also moves the target by the reconstruction
@@ -448,7 +467,7 @@ def test_cli_with_one_seed_and_two_widths_says_so_and_writes_a_pdf(
     monkeypatch.setattr(
         cli_simulate,
         "_predictions",
-        lambda config, param, depth: (mup_sgd_exponents(depth), []),
+        lambda config, param, settings: (mup_sgd_exponents(settings.depth), []),
     )
     monkeypatch.setattr(data_module, "load_dataset", lambda name, seed=0: Data())
     args = ["coordcheck", "bp", "--param", "mup", "--widths", "32", "64"]
@@ -472,7 +491,7 @@ def test_cli_json_has_the_documented_fields(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(
         cli_simulate,
         "_predictions",
-        lambda config, param, depth: (mup_sgd_exponents(depth), []),
+        lambda config, param, settings: (mup_sgd_exponents(settings.depth), []),
     )
     monkeypatch.setattr(data_module, "load_dataset", lambda name, seed=0: Data())
     args = [

@@ -111,7 +111,7 @@ def run_coordcheck(args: argparse.Namespace) -> int:
         output_target(args.plot)
     param = resolve_parameterization(args.param, config, a=args.a, b=args.b, c=args.c)
     data = load_dataset(args.data, seed=0)
-    predicted, notes = _predictions(config, param, settings.depth)
+    predicted, notes = _predictions(config, param, settings)
 
     from tqdm import tqdm
 
@@ -164,10 +164,11 @@ def run_coordcheck(args: argparse.Namespace) -> int:
     return 0
 
 
-def _predictions(config, param, depth: int):
+def _predictions(config, param, settings):
     """The engine's exponents and notes, before any training (errors come first)."""
     from muptheory.simulate.coordcheck import later_steps_note, predictions_by_step
 
-    note = later_steps_note(config, param, depth=depth)
-    predicted = predictions_by_step(config, param, depth=depth)
+    shape = {"depth": settings.depth, "activation": settings.activation}
+    note = later_steps_note(config, param, **shape)
+    predicted = predictions_by_step(config, param, **shape)
     return predicted, [] if note is None else [note]

@@ -337,8 +337,9 @@ def coord_check(
     settings = settings or CoordCheckSettings()
     notes = list(notes)
     if predicted is None:
-        predicted = predictions_by_step(config, param, depth=settings.depth)
-        note = later_steps_note(config, param, depth=settings.depth)
+        shape = {"depth": settings.depth, "activation": settings.activation}
+        predicted = predictions_by_step(config, param, **shape)
+        note = later_steps_note(config, param, **shape)
         notes += [] if note is None else [note]
     sizes, diverged, n_computed = _measure_sweep(
         config,
@@ -820,16 +821,29 @@ def seed_means(values: np.ndarray) -> list[list[float | None]]:
     return out
 
 
-def predictions_by_step(config, param, *, depth: int) -> dict:
+# activations under which "phi keeps the size" of a growing pre-activation
+SIZE_KEEPING = ("linear", "relu")
+
+
+def predictions_by_step(
+    config, param, *, depth: int, activation: str = "linear"
+) -> dict:
     """The engine's exponents: (quantity, layer, 1) for the first step and
     (quantity, layer) for every later step and for the values at init.
 
     When the first step already blows a quantity up (``later_steps_note``), the
     later steps get no prediction: only the values at init and the first step's
-    changes are judged.
+    changes are judged. When the initialization itself is unstable only the sizes
+    at init are predicted, and not even those under a saturating ``activation``
+    (tanh caps a blown-up pre-activation at Theta(1); the calculus does not).
     """
     from muptheory.symbolic import coord_exponents
+    from muptheory.symbolic.engine import initialization, stable_initialization
 
+    if activation not in SIZE_KEEPING and not stable_initialization(
+        initialization(config, param)[0]
+    ):
+        return {}
     first = coord_exponents(config, param, depth=depth, step=1)
     later = coord_exponents(config, param, depth=depth)
     if _blown_up(first):
@@ -837,7 +851,9 @@ def predictions_by_step(config, param, *, depth: int) -> dict:
     return {**later, **{(name, layer, 1): e for (name, layer), e in first.items()}}
 
 
-def later_steps_note(config, param, *, depth: int) -> str | None:
+def later_steps_note(
+    config, param, *, depth: int, activation: str = "linear"
+) -> str | None:
     """Why steps after the first are not predicted, or None when they are.
 
     The engine sizes a later step from the Theta(1) output error and bounded weight
@@ -851,10 +867,16 @@ def later_steps_note(config, param, *, depth: int) -> str | None:
 
     init, _ = initialization(config, param)
     if not stable_initialization(init):
+        which = (
+            "only the sizes at initialization are predicted"
+            if activation in SIZE_KEEPING
+            else f"nothing is predicted ({activation} saturates where the calculus "
+            "lets a blown-up pre-activation keep its size)"
+        )
         return (
-            "only the sizes at initialization are predicted: the given b fails "
-            "desideratum 1 (pre-activations Theta(1), output O(1)), and the engine "
-            "sizes training steps from a stable initialization"
+            f"{which}: the given b fails desideratum 1 (pre-activations Theta(1), "
+            "output O(1)), and the engine sizes training steps from a stable "
+            "initialization"
         )
     blown = _blown_up(coord_exponents(config, param, depth=depth, step=1))
     if not blown:
