@@ -37,7 +37,7 @@ import operator
 import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -139,6 +139,9 @@ class TransferResult:
             ``train_loss``, ``test_loss``, ``test_accuracy`` (null where undefined),
             ``diverged``, ``diverged_step``, ``error`` and ``cached``.
         best_lr: eta*(M) per width, None where every rate diverged.
+        options: the rule's options, as ``MethodConfig.options()`` writes them.
+        parameterization: the swept parameterization's exponents, as
+            ``Parameterization.to_json()`` writes them.
     """
 
     method: str
@@ -148,6 +151,8 @@ class TransferResult:
     grid: TransferGrid
     cells: list[dict[str, Any]]
     best_lr: dict[int, float | None]
+    options: dict[str, Any] = field(default_factory=dict)
+    parameterization: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_computed(self) -> int:
@@ -157,7 +162,9 @@ class TransferResult:
     def to_json(self) -> dict[str, Any]:
         return {
             "method": self.method,
+            "options": dict(self.options),
             "param": self.param,
+            "parameterization": dict(self.parameterization),
             "data": self.data,
             "metric": self.metric,
             "widths": list(self.grid.widths),
@@ -338,15 +345,21 @@ def transfer_sweep(
         best_lr=best_learning_rates(
             records, metric=metric, widths=grid.widths, label=_label(config, param)
         ),
+        options=config.options(),
+        parameterization=param.to_json(),
     )
 
 
 def _label(config: MethodConfig, param: Parameterization) -> str:
     """``method (options that differ from the defaults), parameterization``."""
-    defaults = MethodConfig(config.method).options()
-    changed = [f"{k}={v}" for k, v in config.options().items() if defaults.get(k) != v]
-    options = f" ({', '.join(changed)})" if changed else ""
-    return f"{config.method}{options}, {param.name or 'custom'}"
+    return f"{rule_label(config.method, config.options())}, {param.name or 'custom'}"
+
+
+def rule_label(method: str, options: Mapping[str, Any]) -> str:
+    """``method (options that differ from the method's defaults)``."""
+    defaults = MethodConfig(method).options()
+    changed = [f"{k}={v}" for k, v in options.items() if defaults.get(k) != v]
+    return method + (f" ({', '.join(changed)})" if changed else "")
 
 
 def check_grid(grid: TransferGrid, *, data: str) -> None:

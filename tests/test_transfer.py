@@ -118,6 +118,13 @@ def test_json_has_the_documented_keys_and_a_repeated_run_computes_nothing(
     assert first["widths"] == [16, 32]
     assert first["lrs"] == [0.05, 0.1]
     assert first["metric"] == "train_loss"
+    # what was swept, beyond the names: BP/SGD's options and BP's muP exponents
+    assert first["options"]["optimizer"] == "sgd"
+    assert first["parameterization"]["b"] == {
+        "first": "1/2",
+        "hidden": "1/2",
+        "last": "1",
+    }
     assert set(first["best_lr"]) == {"16", "32"}
     assert all(lr in (0.05, 0.1) for lr in first["best_lr"].values())
     assert len(first["cells"]) == 4

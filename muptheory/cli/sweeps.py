@@ -154,12 +154,13 @@ def _sweep(args, config, param, grid):
 
 
 def _print_table(result) -> None:
-    from muptheory.transfer import seed_scores
+    from muptheory.transfer import rule_label, seed_scores
 
     scores = seed_scores(result.cells, metric=result.metric)
     lrs = result.grid.lrs
     print(
-        f"method {result.method}, param {result.param}, data {result.data}, "
+        f"method {rule_label(result.method, result.options)}, param {result.param}, "
+        f"data {result.data}, "
         f"metric {result.metric} (seed mean; 'div' = diverged, 'err' = failed)"
     )
     failed = {(c["width"], c["lr"]) for c in result.cells if c.get("error")}
