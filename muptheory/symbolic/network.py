@@ -189,7 +189,7 @@ def size_step(calc: Calculation, u: Unknowns, rule: Rule) -> None:
             "error" + tag,
             Size.one(),
             "",
-            "f is O(1) and y is Theta(1)",
+            "assumed: a stable run keeps f O(1), and y is Theta(1)",
             f"output error e = f - y (pass {pass_index})",
         )
         state = StepState(
