@@ -871,8 +871,11 @@ def classify(
         config, param, stable, regime, r, readout_only, failures, exps, reasons
     )
     if explain:
-        classification.explanation = init_lines + [
-            step.render(values) for step in scenario.calculation.steps
+        classification.explanation = [
+            *init_lines,
+            "One training step, from that stable initialization (width-only "
+            "exponents):",
+            *("  " + step.render(values) for step in scenario.calculation.steps),
         ]
     return classification
 
