@@ -5,7 +5,7 @@ L - 1 hidden layers on the P training points: (T + 1)(L - 1) P^2 float64 numbers
 held twice (the per-step records and the stacked trajectory). The kernel regime
 keeps one P x P propagator per step instead, which the same count covers. A
 finite-width comparison (``convergence``) records the same kernels for every seed
-at a width, and trains up to ``CHUNK`` seeds at once, each with L weight matrices
+at a width, and trains up to ``SEED_CHUNK`` seeds at once, each with L weight matrices
 of up to M x M entries and as many again for gradients and PC's references.
 The Gaussian directions of the limit's state grow with T (C + r per step and
 layer), not with P, and are not counted.
@@ -16,13 +16,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from muptheory.errors import InvalidInputError
+from muptheory.limits.simulated import SEED_CHUNK
 
 FLOAT = 8  # bytes of a float64
 GIB = 2**30
 # What ``limit`` and ``interpolation`` allow themselves by default.
 BUDGET_BYTES = 16 * GIB
-# Seeds the simulator trains at once (``muptheory.limits.simulated._Run.CHUNK``).
-CHUNK = 8
 
 
 def run_bytes(
@@ -37,13 +36,13 @@ def run_bytes(
 
     Returns:
         2 (T + 1)(L - 1) P^2 * 8 for the limit, plus with widths
-        2 K (T + 1)(L - 1) P^2 * 8 + 4 min(K, CHUNK) L M_max^2 * 8 for K seeds.
+        2 K (T + 1)(L - 1) P^2 * 8 + 4 min(K, SEED_CHUNK) L M_max^2 * 8 for K seeds.
     """
     kernels = (steps + 1) * max(depth - 1, 1) * samples**2
     total = 2 * kernels * FLOAT
     if widths:
         total += 2 * seeds * kernels * FLOAT
-        total += 4 * min(seeds, CHUNK) * depth * max(widths) ** 2 * FLOAT
+        total += 4 * min(seeds, SEED_CHUNK) * depth * max(widths) ** 2 * FLOAT
     return total
 
 

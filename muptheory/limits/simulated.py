@@ -56,6 +56,10 @@ from muptheory.limits.tasks import Task
 from muptheory.methods import MethodConfig
 from muptheory.parameterization import Parameterization
 
+# Seeds trained at once by one compiled, vmapped step (``muptheory.limits.memory``
+# counts their weights).
+SEED_CHUNK = 8
+
 
 @dataclass
 class FiniteTrajectory:
@@ -192,11 +196,9 @@ class _Run:
     One jitted function per width, vmapped over seeds, takes the simulator's pure
     step (``Simulator.step_fn``) and measures the state it starts from with the
     simulator's own forward pass and effective weights; only P x P, C x C and
-    per-layer numbers leave it. Seeds run in chunks of ``CHUNK`` (the last chunk is
-    padded) so every chunk reuses the compiled function.
+    per-layer numbers leave it. Seeds run in chunks of ``SEED_CHUNK`` (the last
+    chunk is padded) so every chunk reuses the compiled function.
     """
-
-    CHUNK = 8
 
     def __init__(self, sim, references, task: Task, *, lr_mult, basis: np.ndarray):
         import jax
@@ -286,10 +288,10 @@ class _Run:
         self, seeds: Sequence[int], steps: int, *, keep_weights: bool
     ) -> list[FiniteTrajectory]:
         out = []
-        for begin in range(0, len(seeds), self.CHUNK):
-            chunk = list(seeds[begin : begin + self.CHUNK])
-            padded = chunk + [chunk[-1]] * (self.CHUNK - len(chunk))
-            if len(seeds) < self.CHUNK:
+        for begin in range(0, len(seeds), SEED_CHUNK):
+            chunk = list(seeds[begin : begin + SEED_CHUNK])
+            padded = chunk + [chunk[-1]] * (SEED_CHUNK - len(chunk))
+            if len(seeds) < SEED_CHUNK:
                 padded = chunk
             out += self.chunk(padded, steps, keep_weights)[: len(chunk)]
         return out
