@@ -179,21 +179,12 @@ def resolve_parameterization(name: str, config, *, a=None, b=None, c=None):
         config.method == "bp" and config.optimizer == "sgd"
     ):
         from muptheory.symbolic import derive_mup
+        from muptheory.symbolic.engine import without_derived_options
 
         # muP's b and c; a given damping (K-FAC, Shampoo) or trained-feedback
-        # exponent still applies to the run (the derivation refuses them: it
-        # would have derived them)
-        defaults = MethodConfig(config.method)
-        derived = dataclasses.replace(
-            config,
-            damping_a=None,
-            damping_g=None,
-            damping=None,
-            feedback_b=defaults.feedback_b,
-            feedback_c=defaults.feedback_c,
-            feedback_c_last=defaults.feedback_c_last,
-        )
-        param = derive_mup(derived).parameterization.to("fan_in")
+        # exponent still applies to the run
+        derived = derive_mup(without_derived_options(config))
+        param = derived.parameterization.to("fan_in")
     else:
         param = preset(name)
     overrides = {

@@ -24,6 +24,7 @@ random-feature model every rule shares (only the last layer learns), and the
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -348,34 +349,39 @@ def _explanation(scenario: Scenario, solution: dict, s: Sized) -> list[str]:
     return init_lines + _explain(scenario, solution, s)
 
 
-def _check_nothing_given_to_derive(config: MethodConfig) -> None:
-    """Trained feedback's exponents and K-FAC's or Shampoo's damping exponents are
-    derived with the forward ones; giving them to a derivation would be silently
-    ignored, so it is an error."""
+def _derived_options(config: MethodConfig) -> tuple[str, ...]:
+    """The options a derivation of ``config`` finds itself: K-FAC's or Shampoo's
+    damping exponents, trained feedback's exponents."""
     if config.method == "bp" and config.optimizer in _DAMPING_FIELDS:
-        given = [
-            f"--{name.replace('_', '-')}"
-            for name, _ in _DAMPING_FIELDS[config.optimizer]
-            if getattr(config, name) is not None
-        ]
-        if given:
-            raise InvalidInputError(
-                f"{', '.join(given)}: the damping exponents are what the derivation "
-                "finds (see its damping); give them to classify or coordcheck instead"
-            )
-        return
-    if config.feedback != "trained" or config.method not in ("tp", "dtp"):
-        return
+        return tuple(name for name, _ in _DAMPING_FIELDS[config.optimizer])
+    if config.method in ("tp", "dtp") and config.feedback == "trained":
+        return ("feedback_b", "feedback_c", "feedback_c_last")
+    return ()
+
+
+def without_derived_options(config: MethodConfig) -> MethodConfig:
+    """``config`` with the options its derivation finds at their defaults: what
+    ``derive_mup`` takes when a run keeps the given ones (``--param mup``)."""
+    defaults = MethodConfig(config.method)
+    return dataclasses.replace(
+        config, **{name: getattr(defaults, name) for name in _derived_options(config)}
+    )
+
+
+def _check_nothing_given_to_derive(config: MethodConfig) -> None:
+    """A derivation finds these options itself; taking given ones would silently
+    ignore them, so they are an error."""
     defaults = MethodConfig(config.method)
     given = [
         f"--{name.replace('_', '-')}"
-        for name in ("feedback_b", "feedback_c", "feedback_c_last")
+        for name in _derived_options(config)
         if getattr(config, name) != getattr(defaults, name)
     ]
     if given:
+        what = "damping" if config.method == "bp" else "feedback"
         raise InvalidInputError(
-            f"{', '.join(given)}: the feedback exponents are what the derivation "
-            "finds (see its notes); give them to classify or coordcheck instead"
+            f"{', '.join(given)}: the {what} exponents are what the derivation "
+            "finds (see its output); give them to classify or coordcheck instead"
         )
 
 
@@ -645,20 +651,17 @@ def _knob_values(
     config (one fan-in b for every feedback map; c for the hidden maps and c_last
     for the top map, as the simulator takes them) unless ``feedback`` gives them
     per group."""
+    trained = config.feedback == "trained" and config.method in ("tp", "dtp")
+    if feedback is not None and not trained:
+        raise InvalidInputError(
+            "feedback exponents apply to TP/DTP with trained feedback only"
+        )
     if not s.unknowns.extra:
-        if feedback is not None:
-            raise InvalidInputError(
-                "feedback exponents apply to TP/DTP with trained feedback only"
-            )
         return {}
-    if config.method == "bp" and config.optimizer in ("kfac", "shampoo"):
-        if feedback is not None:
-            raise InvalidInputError(
-                "feedback exponents apply to TP/DTP with trained feedback only"
-            )
+    if config.method == "bp" and config.optimizer in _DAMPING_FIELDS:
         named = damping_exponents(config)
         return {s.unknowns.extra[k]: v for k, v in named.items()}
-    if config.feedback != "trained" or config.method not in ("tp", "dtp"):
+    if not trained:
         raise UnsupportedError(
             f"classify needs the {', '.join(s.unknowns.extra)} exponents, which the "
             "command line does not take yet; derive them with `exponents`"
