@@ -27,8 +27,7 @@ from muptheory.parameterization import Parameterization, preset
 from muptheory.simulate import CoordCheckSettings, coord_check, fit_exponent, train
 from muptheory.simulate.coordcheck import (
     agrees,
-    later_steps_note,
-    predictions_by_step,
+    engine_predictions,
 )
 
 
@@ -161,7 +160,7 @@ def test_sp_engine_predicts_the_first_step_and_leaves_later_steps_unjudged():
     # hand in the module docstring; after that step the output error is ~M, not the
     # Theta(1) the engine sizes later steps with, so later changes are not judged.
     config, param = MethodConfig.create("bp"), preset("sp")
-    predicted = predictions_by_step(config, param, depth=3)
+    predicted, notes = engine_predictions(config, param, depth=3)
     assert predicted[("update", 3, 1)] == 1
     assert predicted[("delta_f", 3, 1)] == 1
     assert predicted[("update", 2, 1)] == Fraction(1, 2)
@@ -169,9 +168,9 @@ def test_sp_engine_predicts_the_first_step_and_leaves_later_steps_unjudged():
     assert predicted[("update", 1, 1)] == Fraction(-1, 2)
     assert ("delta_f", 3) not in predicted and ("update", 3) not in predicted
     assert predicted[("f", 3)] == 0 and predicted[("h", 2)] == 0
-    note = later_steps_note(config, param, depth=3)
+    (note,) = notes
     assert "update of layer 3 grows like M^(1)" in note
-    assert later_steps_note(config, preset("mup"), depth=3) is None
+    assert engine_predictions(config, preset("mup"), depth=3)[1] == []
 
     settings = CoordCheckSettings(
         widths=(32, 64), seeds=2, steps=2, activation="linear", lr=0.01
@@ -207,7 +206,7 @@ def test_an_unstable_initialization_is_predicted_at_init_only_and_not_under_tanh
     # saturates at Theta(1), which the calculus does not model, so nothing is said
     config = MethodConfig.create("bp")
     param = Parameterization(b=("1/2", "0", "1"), c=(-1, 0, 1))
-    linear = predictions_by_step(config, param, depth=3, activation="linear")
+    linear, _ = engine_predictions(config, param, depth=3, activation="linear")
     assert linear == {
         ("h", 1): 0,
         ("h", 2): Fraction(1, 2),
@@ -216,8 +215,8 @@ def test_an_unstable_initialization_is_predicted_at_init_only_and_not_under_tanh
         ("h", 2, 1): Fraction(1, 2),
         ("f", 3, 1): 0,
     }
-    assert predictions_by_step(config, param, depth=3, activation="tanh") == {}
-    note = later_steps_note(config, param, depth=3, activation="tanh")
+    tanh, (note,) = engine_predictions(config, param, depth=3, activation="tanh")
+    assert tanh == {}
     assert note.startswith("nothing is predicted (tanh saturates")
 
 

@@ -166,9 +166,8 @@ def run_coordcheck(args: argparse.Namespace) -> int:
 
 def _predictions(config, param, settings):
     """The engine's exponents and notes, before any training (errors come first)."""
-    from muptheory.simulate.coordcheck import later_steps_note, predictions_by_step
+    from muptheory.simulate.coordcheck import engine_predictions
 
-    shape = {"depth": settings.depth, "activation": settings.activation}
-    note = later_steps_note(config, param, **shape)
-    predicted = predictions_by_step(config, param, **shape)
-    return predicted, [] if note is None else [note]
+    return engine_predictions(
+        config, param, depth=settings.depth, activation=settings.activation
+    )

@@ -317,7 +317,7 @@ def coord_check(
         data: a ``Dataset`` (x_train, y_train; ``name``).
         settings: widths, seeds, steps, network and fit settings.
         predicted: (quantity, layer) -> exponent, or (quantity, layer, step) for
-            one step; None asks the engine (``predictions_by_step``, which also
+            one step; None asks the engine (``engine_predictions``, which also
             supplies the notes).
         notes: lines about the given predictions, kept in the result.
         progress: called with the number of steps of each width as it is measured
@@ -337,10 +337,10 @@ def coord_check(
     settings = settings or CoordCheckSettings()
     notes = list(notes)
     if predicted is None:
-        shape = {"depth": settings.depth, "activation": settings.activation}
-        predicted = predictions_by_step(config, param, **shape)
-        note = later_steps_note(config, param, **shape)
-        notes += [] if note is None else [note]
+        predicted, engine_notes = engine_predictions(
+            config, param, depth=settings.depth, activation=settings.activation
+        )
+        notes += engine_notes
     sizes, diverged, n_computed = _measure_sweep(
         config,
         param,
@@ -825,69 +825,56 @@ def seed_means(values: np.ndarray) -> list[list[float | None]]:
 SIZE_KEEPING = ("linear", "relu")
 
 
-def predictions_by_step(
+def engine_predictions(
     config, param, *, depth: int, activation: str = "linear"
-) -> dict:
-    """The engine's exponents: (quantity, layer, 1) for the first step and
-    (quantity, layer) for every later step and for the values at init.
+) -> tuple[dict, list[str]]:
+    """The engine's exponents and the notes on what it leaves unpredicted.
 
-    When the first step already blows a quantity up (``later_steps_note``), the
-    later steps get no prediction: only the values at init and the first step's
-    changes are judged. When the initialization itself is unstable only the sizes
-    at init are predicted, and not even those under a saturating ``activation``
-    (tanh caps a blown-up pre-activation at Theta(1); the calculus does not).
+    Exponents are keyed (quantity, layer, 1) for the first step and (quantity,
+    layer) for every later step and for the values at init. The engine sizes a
+    later step from the Theta(1) output error and bounded weight changes of a
+    stable run, so:
+
+    - a first step that already makes a change grow with the width (SP with
+      c = 0: the output change grows like M) leaves the later steps unpredicted;
+      their sizes compound step after step;
+    - an initialization that fails desideratum 1 leaves every step unpredicted,
+      and under a saturating ``activation`` the sizes at init too (tanh caps a
+      blown-up pre-activation at Theta(1); the calculus lets it keep its size).
     """
     from muptheory.symbolic import coord_exponents
     from muptheory.symbolic.engine import initialization, stable_initialization
 
-    if activation not in SIZE_KEEPING and not stable_initialization(
-        initialization(config, param)[0]
-    ):
-        return {}
-    first = coord_exponents(config, param, depth=depth, step=1)
-    later = coord_exponents(config, param, depth=depth)
-    if _blown_up(first):
-        later = {key: e for key, e in later.items() if key[0] in ("h", "f")}
-    return {**later, **{(name, layer, 1): e for (name, layer), e in first.items()}}
-
-
-def later_steps_note(
-    config, param, *, depth: int, activation: str = "linear"
-) -> str | None:
-    """Why steps after the first are not predicted, or None when they are.
-
-    The engine sizes a later step from the Theta(1) output error and bounded weight
-    changes of a stable run. A parameterization whose first step already makes a
-    change grow with the width (SP with c = 0: the output change grows like M) has
-    left that state; its later sizes compound step after step, so the engine's
-    later-step exponents do not describe it.
-    """
-    from muptheory.symbolic import coord_exponents
-    from muptheory.symbolic.engine import initialization, stable_initialization
-
-    init, _ = initialization(config, param)
-    if not stable_initialization(init):
+    if not stable_initialization(initialization(config, param)[0]):
+        keeps = activation in SIZE_KEEPING
         which = (
             "only the sizes at initialization are predicted"
-            if activation in SIZE_KEEPING
+            if keeps
             else f"nothing is predicted ({activation} saturates where the calculus "
             "lets a blown-up pre-activation keep its size)"
         )
-        return (
+        note = (
             f"{which}: the given b fails desideratum 1 (pre-activations Theta(1), "
             "output O(1)), and the engine sizes training steps from a stable "
             "initialization"
         )
-    blown = _blown_up(coord_exponents(config, param, depth=depth, step=1))
-    if not blown:
-        return None
-    (name, layer), e = max(blown.items(), key=lambda item: item[1])
-    return (
-        f"steps after the first are measured, not predicted: {name} of layer "
-        f"{layer} grows "
-        f"like M^({e}) in the first step, and the engine sizes later steps from "
-        "the Theta(1) output error of a stable run"
-    )
+        if not keeps:
+            return {}, [note]
+    else:
+        note = None
+    first = coord_exponents(config, param, depth=depth, step=1)
+    later = coord_exponents(config, param, depth=depth)
+    blown = _blown_up(first)
+    if blown:
+        later = {key: e for key, e in later.items() if key[0] in ("h", "f")}
+        (name, layer), e = max(blown.items(), key=lambda item: item[1])
+        note = note or (
+            f"steps after the first are measured, not predicted: {name} of layer "
+            f"{layer} grows like M^({e}) in the first step, and the engine sizes "
+            "later steps from the Theta(1) output error of a stable run"
+        )
+    predicted = {**later, **{(n, layer, 1): e for (n, layer), e in first.items()}}
+    return predicted, [] if note is None else [note]
 
 
 def _blown_up(first: Mapping[Key, Fraction]) -> dict[Key, Fraction]:
