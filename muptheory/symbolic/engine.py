@@ -826,13 +826,10 @@ def classify(
                     f"not maximal: {c.text} fails, {c.key} vanishes like M^({e})"
                 )
             continue
-        if c.kind == "theta" and e != 0:
-            word = "vanishes" if e < 0 else "blows up"
-            failures.append(Failure(c.text, c.key, e))
-            reasons.append(f"unstable: {c.text} fails, {c.key} {word} like M^({e})")
-        elif c.kind == "bounded" and e > 0:
-            failures.append(Failure(c.text, c.key, e))
-            reasons.append(f"unstable: {c.text} fails, {c.key} grows like M^({e})")
+        failure = _failure(c, e)
+        if failure is not None:
+            failures.append(failure[0])
+            reasons.append(failure[1])
     stable = not failures
     # Tensor Programs IV's r sizes the first-order feature change, Delta h =
     # Theta(M^-r); where the run is stable it equals the full feature change.
@@ -887,6 +884,19 @@ def classify(
 INIT_KEYS = ("preactivation[first]", "preactivation[hidden]", "output[init]")
 
 
+def _failure(c: desiderata.Condition, e: Fraction) -> tuple[Failure, str] | None:
+    """The failure of condition ``c`` at size exponent ``e`` and its reason line,
+    or None when it holds."""
+    if c.kind == "theta" and e != 0:
+        word = "vanishes" if e < 0 else "blows up"
+    elif c.kind == "bounded" and e > 0:
+        word = "grows"
+    else:
+        return None
+    reason = f"unstable: {c.text} fails, {c.key} {word} like M^({e})"
+    return Failure(c.text, c.key, e), reason
+
+
 def _unstable_initialization(
     config: MethodConfig,
     param: Parameterization,
@@ -898,15 +908,12 @@ def _unstable_initialization(
     """The classification of a parameterization whose initialization fails
     desideratum 1: the failures at init and nothing about the step, which the
     calculus sizes from a stable initialization only."""
-    failures, reasons = [], []
-    for c in desiderata.STABILITY:
-        if c.key not in INIT_KEYS:
-            continue
-        e = init[c.key]
-        if (c.kind == "theta" and e != 0) or (c.kind == "bounded" and e > 0):
-            word = "vanishes" if e < 0 else "blows up" if c.kind == "theta" else "grows"
-            failures.append(Failure(c.text, c.key, e))
-            reasons.append(f"unstable: {c.text} fails, {c.key} {word} like M^({e})")
+    found = [
+        failure
+        for c in desiderata.STABILITY
+        if c.key in INIT_KEYS and (failure := _failure(c, init[c.key])) is not None
+    ]
+    failures, reasons = [f for f, _ in found], [r for _, r in found]
     note = (
         "the training step is not sized: the calculus sizes it from a stable "
         "initialization (pre-activations Theta(1), output O(1))"
