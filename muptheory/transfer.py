@@ -335,24 +335,23 @@ def transfer_sweep(
     records: list[dict[str, Any]] = [{} for _ in cells]
     for i, result in zip(order, results, strict=True):
         records[i] = _record(result)
+    param_name = param.name or "custom"
     return TransferResult(
         method=config.method,
-        param=param.name or "custom",
+        param=param_name,
         data=data,
         metric=metric,
         grid=grid,
         cells=records,
         best_lr=best_learning_rates(
-            records, metric=metric, widths=grid.widths, label=_label(config, param)
+            records,
+            metric=metric,
+            widths=grid.widths,
+            label=f"{rule_label(config.method, config.options())}, {param_name}",
         ),
         options=config.options(),
         parameterization=param.to_json(),
     )
-
-
-def _label(config: MethodConfig, param: Parameterization) -> str:
-    """``method (options that differ from the defaults), parameterization``."""
-    return f"{rule_label(config.method, config.options())}, {param.name or 'custom'}"
 
 
 def rule_label(method: str, options: Mapping[str, Any]) -> str:
