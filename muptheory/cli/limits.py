@@ -22,6 +22,7 @@ from muptheory.cli.common import (
     print_json,
 )
 from muptheory.errors import InvalidInputError, MuptheoryError, UnsupportedError
+from muptheory.io import figure_format
 
 LIMIT_HELP = "exact infinite-width training dynamics of a deep linear network"
 INTERPOLATION_HELP = "PC's limiting interpolation between first order and Gauss-Newton"
@@ -473,10 +474,11 @@ def _save(fig, path: str) -> None:
 
     import matplotlib.pyplot as plt
 
-    suffix = path.rsplit(".", 1)[-1].lower() if "." in path else ""
-    if suffix not in ("png", "pdf", "svg"):
+    try:
+        suffix = figure_format(path)
+    except InvalidInputError:
         plt.close(fig)
-        raise InvalidInputError(f"--plot must end in .png, .pdf or .svg, got {path!r}")
+        raise
     buffer = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buffer, format=suffix)
